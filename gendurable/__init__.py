@@ -1,0 +1,27 @@
+"""gendurable: durable jobs and state machines on PostgreSQL."""
+
+from .app import App, Queue, current_app
+from .context import Context
+from .handle import Handle
+from .job import DurableJob, durable_job
+from .outcomes import Await, Children, Done, Next, Retry, Stop
+from .settings import Settings
+from .status import Status
+
+__all__ = [
+    "App",
+    "Await",
+    "Children",
+    "Context",
+    "Done",
+    "DurableJob",
+    "Handle",
+    "Next",
+    "Queue",
+    "Retry",
+    "Settings",
+    "Status",
+    "Stop",
+    "current_app",
+    "durable_job",
+]

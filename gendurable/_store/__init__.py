@@ -1,0 +1,256 @@
+"""The one seam to the database: a method per state transition, each one round trip.
+
+The worker, beat, app and CLI call these methods and never SQL. Parameters are built in
+pure functions (``_params``), so a sync and a future async executor share them. Every method
+takes an optional caller's connection; then it joins that transaction and does not commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from ..sql import query
+from ..status import Status
+from . import _params
+from ._params import OutcomeRecord
+
+__all__ = ["OutcomeRecord", "PickedRow", "Store"]
+
+Connection = psycopg.Connection[Any]
+
+_COPY_COLUMNS = (
+    "id", "fsm", "step", "state", "queue", "priority", "run_at", "max_attempts", "timeout",
+    "expires_at", "correlation_scope", "concurrency_key", "rate_limit", "rate_partition",
+    "weight", "parent_id",
+)
+
+
+@dataclass(slots=True)
+class PickedRow:
+    """A row leased by a pick, with what its step needs."""
+
+    id: int
+    fsm: str
+    step: str
+    state: Any
+    queue: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    correlation_key: str | None
+    concurrency_key: str | None
+    inserted_at: datetime
+    errors: list[dict[str, Any]]
+
+
+class Store:
+    """Database operations of gendurable, on a connection pool or a caller's connection."""
+
+    def __init__(self, pool: ConnectionPool[Connection]) -> None:
+        self._pool = pool
+
+    @contextmanager
+    def _connection(self, connection: Connection | None) -> Iterator[Connection]:
+        if connection is not None:
+            yield connection
+        else:
+            with self._pool.connection() as pooled:
+                yield pooled
+
+    def _execute(
+        self, name: str, params: dict[str, Any], connection: Connection | None = None
+    ) -> list[tuple[Any, ...]]:
+        with self._connection(connection) as conn:
+            cursor = conn.execute(query(name), params, prepare=True)
+            return cursor.fetchall() if cursor.description else []
+
+    # Inserts.
+
+    def insert(self, insert: Any, connection: Connection | None = None) -> tuple[int, bool]:
+        """Insert one instance; return (id, inserted), inserted False when deduplicated."""
+        params = _params.insert_one(insert)
+        with self._connection(connection) as conn:
+            # A concurrent insert of the same correlation key can commit between the INSERT's
+            # conflict check and the fallback SELECT; the second try then sees it.
+            for _ in range(3):
+                row = conn.execute(query("instance_insert"), params, prepare=True).fetchone()
+                if row is not None:
+                    return int(row[0]), bool(row[1])
+        raise RuntimeError(
+            f"insert of {insert.fsm} with correlation key {insert.correlation_key!r} neither "
+            "inserted nor found a live row after 3 tries; the holder changes status too fast"
+        )
+
+    def insert_many(
+        self, inserts: Sequence[Any], connection: Connection | None = None
+    ) -> list[tuple[int, bool]]:
+        """Insert many instances; return (id, inserted) for each, in order.
+
+        Without correlation keys the rows go in by COPY; with any, by one INSERT ... SELECT
+        that skips taken keys, after which the holders of those keys are looked up.
+        """
+        if not inserts:
+            return []
+        with self._connection(connection) as conn:
+            with conn.transaction():
+                ids, clock = conn.execute(
+                    query("instance_reserve_ids"), {"count": len(inserts)}
+                ).fetchone()  # type: ignore[misc]
+                if not any(item.correlation_key for item in inserts):
+                    self._copy(conn, inserts, ids, clock)
+                    return [(int(i), True) for i in ids]
+                rows = conn.execute(
+                    query("instance_insert_many"), _params.insert_many(inserts, ids)
+                ).fetchall()
+                inserted = {row[0] for row in rows}
+                missing = [
+                    item for item, i in zip(inserts, ids, strict=True)
+                    if i not in inserted and item.correlation_key
+                ]
+                holders: dict[tuple[str, str], int] = {}
+                if missing:
+                    found = conn.execute(
+                        query("instance_find_correlated"),
+                        {
+                            "fsm": [item.fsm for item in missing],
+                            "correlation_key": [item.correlation_key for item in missing],
+                        },
+                    ).fetchall()
+                    holders = {(fsm, key): int(i) for fsm, key, i in found}
+        result: list[tuple[int, bool]] = []
+        for item, i in zip(inserts, ids, strict=True):
+            if i in inserted:
+                result.append((int(i), True))
+            else:
+                result.append((holders.get((item.fsm, item.correlation_key), int(i)), False))
+        return result
+
+    def _copy(self, conn: Connection, inserts: Sequence[Any], ids: list[int], clock: datetime) -> None:
+        statement = f"COPY gen_durable ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+        with conn.cursor() as cursor, cursor.copy(statement) as copy:
+            for item, i in zip(inserts, ids, strict=True):
+                copy.write_row(_params.copy_row(item, i, clock))
+
+    # The worker's transitions.
+
+    def pick(
+        self,
+        conn: Connection,
+        owner: str,
+        free: dict[str, int],
+        global_limits: dict[str, int | None],
+        lease_seconds: float,
+        horizon: float = 0.0,
+    ) -> list[PickedRow]:
+        """Lease up to ``free[queue]`` due rows of each queue, most urgent first."""
+        queues = list(free)
+        rows = conn.execute(
+            query("instance_pick"),
+            {
+                "owner": owner,
+                "queues": queues,
+                "free": [free[q] for q in queues],
+                "global_limits": [global_limits.get(q) for q in queues],
+                "lease_seconds": lease_seconds,
+                "horizon": horizon,
+            },
+            prepare=True,
+        ).fetchall()
+        return [PickedRow(*row) for row in rows]
+
+    def apply_outcomes(
+        self, conn: Connection, owner: str, outcomes: Sequence[OutcomeRecord]
+    ) -> dict[int, Status]:
+        """Apply finished attempts' outcomes; return the new status of each row still leased."""
+        rows = conn.execute(
+            query("instance_apply_outcomes"), _params.outcomes(owner, outcomes), prepare=True
+        ).fetchall()
+        return {int(i): Status(status) for i, status in rows}
+
+    def extend_leases(
+        self, conn: Connection, owner: str, ids: Sequence[int], lease_seconds: float
+    ) -> dict[int, bool]:
+        """Extend held leases; return {id: cancel_requested} for those still held."""
+        rows = conn.execute(
+            query("lease_extend"),
+            {"owner": owner, "ids": list(ids), "lease_seconds": lease_seconds},
+            prepare=True,
+        ).fetchall()
+        return {int(i): bool(cancel) for i, cancel in rows}
+
+    def release(self, conn: Connection, owner: str, ids: Sequence[int]) -> list[int]:
+        """Give back leases a draining worker could not finish."""
+        rows = conn.execute(query("instance_release"), {"owner": owner, "ids": list(ids)}).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def count_runnable(self, queues: Sequence[str], horizon: float = 0.0) -> int:
+        rows = self._execute("instance_count_runnable", {"queues": list(queues), "horizon": horizon})
+        return int(rows[0][0])
+
+    # Beat.
+
+    def reap(self, limit: int = 1000) -> list[tuple[Any, ...]]:
+        """Make expired leases runnable again (or failed when out of attempts)."""
+        return self._execute("lease_reap", {"limit": limit})
+
+    def expire_unstarted(self, limit: int = 1000) -> list[tuple[Any, ...]]:
+        """Cancel rows not started before their ``expires`` time."""
+        return self._execute("lease_expire_unstarted", {"limit": limit})
+
+    def gc_sweep(self, retention_seconds: float, batch: int) -> int:
+        """Delete one batch of old terminal rows; return how many went."""
+        rows = self._execute("gc_sweep", {"retention_seconds": retention_seconds, "batch": batch})
+        return len(rows)
+
+    # Reading and operating on one instance.
+
+    def status(self, instance_id: int) -> tuple[Any, ...] | None:
+        rows = self._execute("instance_status", {"id": instance_id})
+        return rows[0] if rows else None
+
+    def get(self, instance_id: int) -> dict[str, Any] | None:
+        with self._pool.connection() as conn, conn.cursor() as cursor:
+            cursor.execute(query("instance_get"), {"id": instance_id})
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            names = [column.name for column in cursor.description or ()]
+            return dict(zip(names, row, strict=True))
+
+    def cancel(self, instance_id: int, connection: Connection | None = None) -> Status | None:
+        with self._connection(connection) as conn:
+            rows = conn.execute(query("instance_cancel"), {"id": instance_id}).fetchall()
+            if rows and rows[0][1] == Status.RUNNING:
+                conn.execute(query("cancel_notify"), {"id": instance_id})
+        return Status(rows[0][1]) if rows else None
+
+    def retry(self, instance_id: int) -> Status | None:
+        rows = self._execute("instance_retry", {"id": instance_id})
+        return Status(rows[0][1]) if rows else None
+
+    # Queues.
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(query("queue_set_paused"), {"name": queue, "paused": paused})
+            if not paused:
+                conn.execute(query("queue_notify"), {"name": queue})
+
+    def paused_queues(self) -> list[str]:
+        return [row[0] for row in self._execute("queue_list_paused", {})]
+
+    def queue_stats(self) -> list[tuple[Any, ...]]:
+        return self._execute("queue_stats", {})
+
+
+def jsonb(value: Any) -> Jsonb:
+    return Jsonb(value)

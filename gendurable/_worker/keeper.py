@@ -1,0 +1,64 @@
+"""Keeps the leases of running steps alive and relays cancel requests to them.
+
+A lease is extended every third of ``lease_timeout``. If this worker cannot reach the database
+for longer than a lease, the reaper may give the row to another worker: at-least-once, so the
+step may run twice, and only the holder's outcome is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .._store import Store
+from .connection import LOST, Reconnecting
+
+logger = logging.getLogger("gendurable.worker")
+
+
+class LeaseKeeper(threading.Thread):
+    def __init__(
+        self,
+        store: Store,
+        conninfo: str,
+        owner: str,
+        lease_seconds: float,
+        held: Callable[[], list[int]],
+        cancelled: Callable[[int], None],
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name="gendurable-lease-keeper", daemon=True)
+        self._store = store
+        self._owner = owner
+        self._lease_seconds = lease_seconds
+        self._held = held
+        self._cancelled = cancelled
+        self._halt = stop
+        self._connection = Reconnecting(conninfo, "lease keeper", stop)
+        self._lost: set[int] = set()
+
+    def run(self) -> None:
+        interval = self._lease_seconds / 3
+        while not self._halt.wait(interval):
+            ids = [i for i in self._held() if i not in self._lost]
+            if not ids:
+                continue
+            try:
+                conn = self._connection.get()
+                kept = self._store.extend_leases(conn, self._owner, ids, self._lease_seconds)
+            except LOST as exc:
+                if not self._halt.is_set():
+                    self._connection.lost(exc)
+                continue
+            for instance_id in ids:
+                if instance_id not in kept:
+                    self._lost.add(instance_id)
+                    logger.warning(
+                        "lease of instance %s was lost while its step runs; its outcome will be "
+                        "discarded", instance_id,
+                        extra={"event": "lease.lost", "instance_id": instance_id},
+                    )
+                elif kept[instance_id]:
+                    self._cancelled(instance_id)
+        self._connection.close()

@@ -1,0 +1,207 @@
+"""Run one attempt of one step and turn what happened into an outcome record.
+
+Shared by worker processes and ``app.drain()``, so tests exercise the worker's code path.
+Nothing here touches the database: the record is applied by the caller, as the lease holder.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pydantic_core
+
+from .. import _registry, telemetry
+from .._definition import Definition
+from .._store import OutcomeRecord, PickedRow
+from ..context import Context
+from ..errors import InvalidOutcome, InvalidState, StepTimeout, UnknownJob
+from ..outcomes import Await, Children, Done, Next, Retry, Stop, delay_seconds
+from ..status import Status
+
+if TYPE_CHECKING:
+    from ..app import App
+
+
+class Attempt:
+    """One leased row on its way through a step: its context and how it ended."""
+
+    __slots__ = ("cancelled_by_worker", "ctx", "definition", "error", "reported", "row", "started")
+
+    def __init__(self, row: PickedRow, app: App) -> None:
+        self.row = row
+        self.definition: Definition | None = None
+        self.error: BaseException | None = None
+        self.started = 0.0
+        self.cancelled_by_worker = False
+        self.reported = False
+        self.ctx = Context(
+            id=row.id,
+            fsm=row.fsm,
+            step=row.step,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            queue=row.queue,
+            correlation_key=row.correlation_key,
+            inserted_at=row.inserted_at,
+            app=app,
+            errors=row.errors,
+        )
+
+    def resolve(self, include: tuple[str, ...]) -> Definition | None:
+        """Find the step's definition; on failure remember the error and return None."""
+        try:
+            definition = _registry.resolve(self.row.fsm, include)
+            if not definition.has_step(self.row.step):
+                raise InvalidOutcome(
+                    f"{self.row.fsm} has no step {self.row.step!r}; the stored row names a step "
+                    "the class no longer defines"
+                )
+        except (UnknownJob, InvalidOutcome) as exc:
+            self.error = exc
+            return None
+        self.definition = definition
+        return definition
+
+    def metadata(self) -> dict[str, Any]:
+        row = self.row
+        return {
+            "fsm": row.fsm, "step": row.step, "instance_id": row.id, "attempt": row.attempt,
+            "max_attempts": row.max_attempts, "queue": row.queue,
+        }
+
+
+def run_sync(attempt: Attempt) -> Any:
+    """Run the step in this thread and return what it returned (raises what it raised)."""
+    definition = attempt.definition
+    assert definition is not None
+    state = definition.load_state(attempt.row.state)
+    return definition.run_step(attempt.row.step, state, attempt.ctx)
+
+
+async def run_async(attempt: Attempt) -> Any:
+    definition = attempt.definition
+    assert definition is not None
+    state = definition.load_state(attempt.row.state)
+    return await definition.run_step_async(attempt.row.step, state, attempt.ctx)
+
+
+def start(attempt: Attempt) -> None:
+    attempt.started = time.perf_counter()
+    if telemetry.has_handlers("step.start"):
+        telemetry.execute("step.start", {}, attempt.metadata())
+
+
+def finish(attempt: Attempt, returned: Any, error: BaseException | None) -> OutcomeRecord:
+    """Turn a step's return value or exception into the record to apply."""
+    row = attempt.row
+    definition = attempt.definition
+    if error is None and definition is not None:
+        try:
+            return _record(attempt, definition, definition.to_outcome(returned))
+        except Exception as exc:
+            # A bad outcome is the step's fault, like an exception: retried, then failed.
+            error = exc
+    error = error or attempt.error or RuntimeError("the step did not run")
+    # A state that no longer validates will not validate on the next attempt either.
+    final = row.attempt >= row.max_attempts or isinstance(error, InvalidState)
+    record_error = _error_record(row, error)
+    duration_ms = (time.perf_counter() - attempt.started) * 1000
+    if telemetry.has_handlers("step.exception"):
+        telemetry.execute(
+            "step.exception",
+            {"duration_ms": duration_ms},
+            attempt.metadata() | {"error": record_error["error"], "final": final, "exception": error},
+        )
+    if final:
+        return OutcomeRecord(row.id, Status.FAILED, error=record_error)
+    backoff = definition.backoff if definition is not None else _fallback_backoff
+    return OutcomeRecord(row.id, Status.AVAILABLE, delay=_safe_backoff(backoff, row.attempt), error=record_error)
+
+
+def _fallback_backoff(attempt: int) -> float:
+    from .._definition import default_backoff
+
+    return default_backoff(attempt)
+
+
+def _safe_backoff(backoff: Callable[[int], float], attempt: int) -> float:
+    try:
+        return max(float(backoff(attempt)), 0.0)
+    except Exception:
+        from .._definition import default_backoff
+
+        return default_backoff(attempt)
+
+
+def _error_record(row: PickedRow, error: BaseException) -> dict[str, Any]:
+    if isinstance(error, StepTimeout):
+        message = str(error) or f"the attempt ran longer than its timeout of {row.timeout} s"
+    else:
+        message = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
+        message = message.removeprefix("builtins.")
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "attempt": row.attempt,
+        "step": row.step,
+        "error": message,
+        "traceback": "".join(traceback.format_exception(error))[-8000:],
+    }
+
+
+def _json(value: Any, what: str) -> Any:
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise InvalidOutcome(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRecord:
+    row = attempt.row
+    record = OutcomeRecord(row.id, Status.AVAILABLE)
+    state = getattr(outcome, "state", None)
+    if state is not None:
+        record.state = definition.dump_state(state)
+        record.state_changed = True
+    if isinstance(outcome, Done):
+        record.status = Status.DONE
+        record.result = _json(outcome.result, f"the result of {row.fsm}")
+    elif isinstance(outcome, Stop):
+        record.status = Status.FAILED
+        record.error = {
+            "at": datetime.now(UTC).isoformat(), "attempt": row.attempt, "step": row.step,
+            "error": f"stopped: {outcome.reason}",
+        }
+    elif isinstance(outcome, Retry):
+        if row.attempt >= row.max_attempts:
+            record.status = Status.FAILED
+            record.error = {
+                "at": datetime.now(UTC).isoformat(), "attempt": row.attempt, "step": row.step,
+                "error": f"Retry returned on the last of {row.max_attempts} attempts",
+            }
+        else:
+            delay = delay_seconds(outcome.delay, "Retry delay")
+            record.delay = _safe_backoff(definition.backoff, row.attempt) if delay is None else delay
+    elif isinstance(outcome, Next):
+        if not definition.has_step(outcome.step):
+            raise InvalidOutcome(f"{row.fsm}.{row.step} returned Next({outcome.step!r}), which is not a step")
+        record.step = outcome.step
+        record.reset_attempt = True
+        record.delay = delay_seconds(outcome.delay, "Next delay") or 0.0
+    elif isinstance(outcome, Await | Children):
+        raise InvalidOutcome(
+            f"{row.fsm}.{row.step} returned {type(outcome).__name__}, which this version of the "
+            "engine does not run yet"
+        )
+    else:
+        raise InvalidOutcome(f"{row.fsm}.{row.step} returned {outcome!r}, which is not an outcome")
+    if telemetry.has_handlers("step.stop"):
+        telemetry.execute(
+            "step.stop",
+            {"duration_ms": (time.perf_counter() - attempt.started) * 1000},
+            attempt.metadata() | {"outcome": type(outcome).__name__},
+        )
+    return record

@@ -1,0 +1,251 @@
+"""A worker process: the feeder picks rows for free slots, the executor runs their steps, the
+completer applies outcomes, the lease keeper extends leases and the listener wakes the feeder.
+
+Guarantees: a row is picked only into a free slot (nothing is prefetched beyond capacity);
+its outcome is applied only while this worker holds its lease; a crash at any point leaves the
+row ``running`` until the lease expires, after which the reaper makes it runnable again and
+the step runs again from the last committed state (at-least-once). Not guaranteed: that a
+step runs exactly once. Steps must be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from .. import telemetry
+from .._store import OutcomeRecord
+from .._wakeup.postgres import Listener
+from ..status import Status
+from . import runner
+from .completer import Completer
+from .connection import LOST, Reconnecting
+from .executor import Executor
+from .keeper import LeaseKeeper
+from .runner import Attempt
+
+if TYPE_CHECKING:
+    from ..app import App
+
+logger = logging.getLogger("gendurable.worker")
+
+# With a backlog, a freed slot waits this long for others before the next pick, so that
+# short steps are picked in batches and not one round trip each.
+BATCH_WINDOW = 0.002
+
+
+class Worker:
+    """Runs the steps of the given queues until stopped (or, with ``burst``, until idle)."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: dict[str, int],
+        *,
+        burst: bool = False,
+        grace: float | None = None,
+    ) -> None:
+        self.app = app
+        self.limits = dict(queues)
+        self.burst = burst
+        self.grace = app.settings.shutdown_grace if grace is None else grace
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._conninfo = app.database_url
+        self._global_limits = {q: app.global_limit(q) for q in self.limits}
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._cond = threading.Condition()
+        self._inflight = dict.fromkeys(self.limits, 0)
+        self._backlog = dict.fromkeys(self.limits, True)
+        self._free_since: dict[str, float] = {}
+        self._held: dict[int, Attempt] = {}
+        self._woken = True
+        self._idle_exit = threading.Event()
+        self._executor = Executor(sum(self.limits.values()), self._finished, "gendurable")
+        self._completer = Completer(app._store, self._conninfo, self.owner, self._applied, self._stopped)
+        self._keeper = LeaseKeeper(
+            app._store, self._conninfo, self.owner, app.settings.lease_timeout,
+            self._held_ids, self._executor.cancel, self._stopped,
+        )
+        self._listener = Listener(self._conninfo, self.wake, self._executor.cancel, self._stopped)
+        self._feeder = threading.Thread(target=self._feed, name="gendurable-feeder", daemon=True)
+
+    # Lifecycle.
+
+    def start(self) -> None:
+        self._executor.start()
+        self._completer.start()
+        self._keeper.start()
+        self._listener.start()
+        self._feeder.start()
+        telemetry.execute(
+            "worker.start", {},
+            {"worker": self.owner, "queues": ",".join(f"{q}={n}" for q, n in self.limits.items())},
+        )
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """For burst mode: wait until nothing is left to run; return whether that happened."""
+        return self._idle_exit.wait(timeout)
+
+    def wait_listening(self, timeout: float = 10.0) -> bool:
+        return self._listener.listening.wait(timeout)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: stop picking, let running steps finish within ``grace``, release the rest."""
+        grace = self.grace if grace is None else grace
+        began = time.perf_counter()
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        deadline = time.monotonic() + grace
+        with self._cond:
+            self._cond.wait_for(lambda: sum(self._inflight.values()) == 0,
+                                max(deadline - time.monotonic(), 0))
+        abandoned = self._executor.abandon()
+        running = len(abandoned)
+        self._completer.wait_idle(max(deadline - time.monotonic(), 1.0))
+        released = self._release([attempt.row.id for attempt in abandoned])
+        self._stopped.set()
+        self._completer.close()
+        self._executor.stop()
+        self._feeder.join(timeout=5)
+        self._completer.join(timeout=5)
+        telemetry.execute(
+            "worker.drain", {"duration_ms": (time.perf_counter() - began) * 1000},
+            {"worker": self.owner, "running": running, "released": released},
+        )
+        telemetry.execute("worker.stop", {}, {"worker": self.owner})
+
+    def _release(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        connection = Reconnecting(self._conninfo, "drain", threading.Event())
+        try:
+            return len(self.app._store.release(connection.get(), self.owner, ids))
+        except LOST as exc:
+            logger.warning("could not release %d leases while draining (%s); the reaper will "
+                           "release them when they expire", len(ids), exc)
+            return 0
+        finally:
+            connection.close()
+
+    # Wakeups.
+
+    def wake(self, queue: str | None = None) -> None:
+        """Ask the feeder to pick now (for ``queue``, or for every queue when None)."""
+        if queue is not None and queue not in self.limits:
+            return
+        with self._cond:
+            self._woken = True
+            self._cond.notify()
+
+    # The feeder.
+
+    def _feed(self) -> None:
+        connection = Reconnecting(self._conninfo, "feeder", self._stopping)
+        poll_interval = self.app.settings.poll_interval
+        next_poll = 0.0
+        while not self._stopping.is_set():
+            with self._cond:
+                now = time.monotonic()
+                poll_due = self._woken or now >= next_poll
+                wants, wait = self._wanted(now, poll_due, next_poll)
+                if not wants:
+                    self._cond.wait(max(wait, 0.0))
+                    continue
+                self._woken = False
+            try:
+                rows = self.app._store.pick(
+                    connection.get(), self.owner, wants, self._global_limits,
+                    self.app.settings.lease_timeout,
+                )
+            except LOST as exc:
+                if self._stopping.is_set():
+                    break
+                with self._cond:
+                    self._woken = True
+                connection.lost(exc)
+                continue
+            if poll_due:
+                next_poll = time.monotonic() + poll_interval
+            self._dispatch(rows, wants)
+            if self.burst and poll_due and not rows:
+                with self._cond:
+                    idle = not self._held and sum(self._inflight.values()) == 0
+                if idle and self._completer.pending() == 0:
+                    self._idle_exit.set()
+                    break
+        connection.close()
+
+    def _wanted(self, now: float, poll_due: bool, next_poll: float) -> tuple[dict[str, int], float]:
+        """Decide which queues to pick for now, or how long to wait (call with the lock held)."""
+        wants: dict[str, int] = {}
+        wait = next_poll - now
+        for queue, limit in self.limits.items():
+            free = limit - self._inflight[queue]
+            if free <= 0:
+                continue
+            if poll_due or (self._backlog[queue] and (free * 2 >= limit or free == limit)):
+                wants[queue] = free
+            elif self._backlog[queue]:
+                remaining = self._free_since.get(queue, now) + BATCH_WINDOW - now
+                if remaining <= 0:
+                    wants[queue] = free
+                else:
+                    wait = min(wait, remaining)
+        return wants, wait
+
+    def _dispatch(self, rows: list, wants: dict[str, int]) -> None:  # type: ignore[type-arg]
+        picked = dict.fromkeys(wants, 0)
+        attempts = []
+        include = self.app.include
+        with self._cond:
+            for row in rows:
+                picked[row.queue] += 1
+                self._inflight[row.queue] += 1
+                attempt = Attempt(row, self.app)
+                self._held[row.id] = attempt
+                attempts.append(attempt)
+            for queue, wanted in wants.items():
+                self._backlog[queue] = picked[queue] >= wanted
+                self._free_since.pop(queue, None)
+        if rows and telemetry.has_handlers("worker.picked"):
+            telemetry.execute("worker.picked", {"count": len(rows)},
+                              {"worker": self.owner, "ids": [row.id for row in rows]})
+        for attempt in attempts:
+            if attempt.resolve(include) is None:
+                runner.start(attempt)
+                self._finished(attempt, runner.finish(attempt, None, None))
+            else:
+                self._executor.submit(attempt)
+
+    # Callbacks from the executor and completer threads.
+
+    def _finished(self, attempt: Attempt, record: OutcomeRecord | None) -> None:
+        queue = attempt.row.queue
+        with self._cond:
+            self._inflight[queue] -= 1
+            self._free_since.setdefault(queue, time.monotonic())
+            if record is None:
+                self._held.pop(attempt.row.id, None)
+            self._cond.notify_all()
+        if record is not None:
+            self._completer.put(attempt, record)
+
+    def _applied(self, attempts: list[Attempt], statuses: dict[int, Status]) -> None:
+        with self._cond:
+            for attempt in attempts:
+                self._held.pop(attempt.row.id, None)
+            # A row moved on to a next step may be runnable at once: look again.
+            if any(status is Status.AVAILABLE for status in statuses.values()):
+                self._woken = True
+            self._cond.notify_all()
+
+    def _held_ids(self) -> list[int]:
+        with self._cond:
+            return list(self._held)

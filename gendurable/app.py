@@ -1,0 +1,308 @@
+"""The app: settings, the connection pool, queue configuration, and the calls users make."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from . import _logs, embedded, telemetry
+from ._insert import Insert, check_queue_name
+from ._store import Store
+from .errors import ConfigurationError, InvalidOption, NoSuchInstance, UnknownQueue, closest
+from .handle import Handle
+from .settings import Settings
+from .status import Status
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+logger = logging.getLogger("gendurable")
+
+_current: App | None = None
+_current_lock = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class Queue:
+    """A queue's defaults: per-process ``concurrency`` and an optional cluster-wide ``global_limit``."""
+
+    concurrency: int = 10
+    global_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise InvalidOption(f"Queue concurrency must be an integer of at least 1, got {self.concurrency!r}")
+        if self.global_limit is not None and (
+            not isinstance(self.global_limit, int) or self.global_limit < 1
+        ):
+            raise InvalidOption(
+                f"Queue global_limit must be None or an integer of at least 1, got {self.global_limit!r}"
+            )
+
+
+def current_app() -> App:
+    """Return the app made current last (``set_current``), else the most recently created one."""
+    if _current is None:
+        raise ConfigurationError(
+            "no gendurable App exists yet: create one (app = App(...)) before calling .delay() "
+            "or .apply_async(), or decorate with @app.durable_job"
+        )
+    return _current
+
+
+class App:
+    """Entry point of gendurable: holds settings and the pool, inserts, drains and cancels."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        queues: dict[str, Queue | int] | None = None,
+        include: Iterable[str] | None = None,
+        **settings: Any,
+    ) -> None:
+        global _current
+        if database_url is not None:
+            settings["database_url"] = database_url
+        try:
+            self.settings = Settings(**settings)
+        except Exception as exc:
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):
+                valid = list(Settings.model_fields)
+                problems = []
+                for error in exc.errors():
+                    name = str(error["loc"][0]) if error["loc"] else "settings"
+                    hint = closest(name, valid) if error["type"] == "extra_forbidden" else ""
+                    problems.append(f"{name}: {error['msg']} (got {error.get('input')!r}){hint}")
+                raise ConfigurationError("invalid App settings: " + "; ".join(problems)) from None
+            raise
+        self.queues: dict[str, Queue] = {
+            check_queue_name(name): value if isinstance(value, Queue) else Queue(concurrency=value)
+            for name, value in (queues or {}).items()
+        }
+        self.include = tuple(include) if include is not None else _caller_package()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pool_lock = threading.Lock()
+        self._url: str | None = self.settings.database_url
+        self._store_instance: Store | None = None
+        _logs.install()
+        with _current_lock:
+            _current = self
+
+    def __repr__(self) -> str:
+        return f"<App include={self.include!r} queues={list(self.queues)!r}>"
+
+    def set_current(self) -> App:
+        """Make this app the one that ``@durable_job`` functions use; return it."""
+        global _current
+        with _current_lock:
+            _current = self
+        return self
+
+    # Database.
+
+    @property
+    def database_url(self) -> str:
+        if self._url is None:
+            self._url = embedded.database_url(self.settings.data_dir)
+        return self._url
+
+    @property
+    def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.database_url,
+                    min_size=1,
+                    max_size=self.settings.pool_size,
+                    kwargs={"autocommit": True, "application_name": "gendurable app"},
+                    open=True,
+                    check=ConnectionPool.check_connection,
+                    name="gendurable",
+                )
+            return self._pool
+
+    @property
+    def _store(self) -> Store:
+        if self._store_instance is None:
+            self._store_instance = Store(self.pool)
+        return self._store_instance
+
+    def close(self) -> None:
+        """Close the connection pool (the embedded server stops when its last process exits)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+                self._store_instance = None
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names of those applied."""
+        from .migrate import migrate
+
+        return [f"{m.version:04d}_{m.name}" for m in migrate(self.database_url)]
+
+    # Jobs.
+
+    def durable_job(self, function: Callable[P, R] | None = None, /, **options: Any) -> Any:
+        """Like ``@durable_job``, bound to this app."""
+        from .job import DurableJob, durable_job
+
+        if function is not None:
+            job = durable_job(function, **options)
+            job._app = self
+            return job
+
+        def decorate(function: Callable[P, R]) -> DurableJob[P, R]:
+            job: DurableJob[P, R] = durable_job(function, **options)
+            job._app = self
+            return job
+
+        return decorate
+
+    def known_queues(self) -> set[str]:
+        from . import _registry
+
+        return {"default"} | set(self.queues) | _registry.known_queues()
+
+    def check_queue(self, queue: str) -> str:
+        known = self.known_queues()
+        if queue not in known:
+            raise UnknownQueue(
+                f"unknown queue {queue!r}{closest(queue, known)}; known queues: "
+                f"{', '.join(sorted(known))}. Declare it in App(queues={{...}}) or on a job"
+            )
+        return queue
+
+    def global_limit(self, queue: str) -> int | None:
+        config = self.queues.get(queue)
+        return None if config is None else config.global_limit
+
+    def insert(self, insert: Insert, connection: psycopg.Connection[Any] | None = None) -> Handle:
+        """Write one unsaved insert; with ``connection``, inside the caller's transaction."""
+        self.check_queue(insert.queue)
+        instance_id, inserted = self._store.insert(insert, connection)
+        if telemetry.has_handlers("insert"):
+            telemetry.execute("insert", {"count": 1},
+                              {"fsm": insert.fsm, "queue": insert.queue, "count": 1})
+        return Handle(self, instance_id, inserted)
+
+    def insert_all(
+        self, inserts: Sequence[Insert], connection: psycopg.Connection[Any] | None = None
+    ) -> list[Handle]:
+        """Write many unsaved inserts in one transaction; return their handles in order."""
+        inserts = list(inserts)
+        for item in inserts:
+            if not isinstance(item, Insert):
+                raise InvalidOption(
+                    f"insert_all takes unsaved inserts built with job.new(...), got {item!r}"
+                )
+        for queue in {item.queue for item in inserts}:
+            self.check_queue(queue)
+        results = self._store.insert_many(inserts, connection)
+        if inserts and telemetry.has_handlers("insert"):
+            telemetry.execute("insert", {"count": len(inserts)},
+                              {"fsm": inserts[0].fsm, "queue": inserts[0].queue, "count": len(inserts)})
+        return [Handle(self, instance_id, inserted) for instance_id, inserted in results]
+
+    def handle(self, instance_id: int) -> Handle:
+        """Return a handle on an existing instance."""
+        return Handle(self, instance_id, inserted=False)
+
+    def cancel(self, instance_id: int, connection: psycopg.Connection[Any] | None = None) -> Status:
+        """Cancel a waiting instance at once, or ask a running one to stop; return the status."""
+        status = self._store.cancel(instance_id, connection)
+        if status is not None:
+            return status
+        row = self._store.status(instance_id)
+        if row is None:
+            raise NoSuchInstance(f"no instance with id {instance_id}")
+        return Status(row[0])
+
+    def retry(self, instance_id: int) -> Status:
+        """Run a finished or waiting instance again now, with fresh attempts."""
+        status = self._store.retry(instance_id)
+        if status is None:
+            row = self._store.status(instance_id)
+            if row is None:
+                raise NoSuchInstance(f"no instance with id {instance_id}")
+            raise InvalidOption(f"instance {instance_id} is {row[0]}; a running instance cannot be retried")
+        return status
+
+    def inspect(self, instance_id: int) -> dict[str, Any]:
+        row = self._store.get(instance_id)
+        if row is None:
+            raise NoSuchInstance(f"no instance with id {instance_id}: it was never committed or GC deleted it")
+        return row
+
+    def pause_queue(self, queue: str) -> None:
+        self._store.set_paused(queue, True)
+
+    def resume_queue(self, queue: str) -> None:
+        self._store.set_paused(queue, False)
+
+    # Testing and processes.
+
+    def drain(
+        self, queues: Sequence[str] | None = None, *, with_scheduled: bool = False, timeout: float = 30
+    ) -> dict[str, int]:
+        """Run everything runnable in ``queues`` (all when None) in this process; return counts.
+
+        Uses the worker's code path: pick, run, apply outcome. Returns counts by outcome:
+        ``done``, ``failed``, ``cancelled``, ``retried``, ``next``, ``awaiting``.
+        """
+        from ._worker.drain import drain
+
+        names = None if queues is None else [self.check_queue(q) for q in queues]
+        return drain(self, names, with_scheduled, timeout)
+
+    def worker_queues(self, spec: str | None) -> dict[str, int]:
+        """Parse ``default=10,emails=4`` (a bare name takes the queue's configured concurrency)."""
+        if not spec:
+            configured = {name: queue.concurrency for name, queue in self.queues.items()}
+            return configured or {"default": 10}
+        queues: dict[str, int] = {}
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, count = part.partition("=")
+            name = name.strip()
+            self.check_queue(name)
+            if count:
+                try:
+                    queues[name] = int(count)
+                except ValueError:
+                    raise InvalidOption(
+                        f"invalid concurrency {count!r} for queue {name!r}; write NAME=NUMBER, "
+                        "for example default=10"
+                    ) from None
+                if queues[name] < 1:
+                    raise InvalidOption(f"concurrency of queue {name!r} must be at least 1, got {count}")
+            else:
+                queues[name] = self.queues[name].concurrency if name in self.queues else 10
+        if not queues:
+            raise InvalidOption(f"no queue named in {spec!r}; write for example default=10,emails=4")
+        return queues
+
+
+def _caller_package() -> tuple[str, ...]:
+    """Return the top-level package of the module that created the app."""
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back.f_back if frame and frame.f_back else None  # type: ignore[union-attr]
+        module = caller.f_globals.get("__name__", "") if caller else ""
+    finally:
+        del frame
+    if not module or module == "__main__":
+        return ()
+    return (module.split(".")[0],)

@@ -1,0 +1,291 @@
+"""The ``gendurable`` command. Every option can also come from a ``GENDURABLE_*`` variable."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+
+from .app import App
+from .errors import GendurableError, closest
+
+# Exit codes, named so that scripts and tests can tell them apart.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+# A second SIGTERM or SIGINT stops at once, like a process killed by that signal.
+EXIT_FORCED = 128 + signal.SIGTERM
+
+logger = logging.getLogger("gendurable")
+
+
+def load_app(path: str) -> App:
+    """Import ``module:attribute`` (attribute defaults to ``app``) and return the App there."""
+    module_name, _, attribute = path.partition(":")
+    attribute = attribute or "app"
+    if os.getcwd() not in sys.path:
+        # Like celery -A: the app module is found from the directory the command runs in.
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise click.UsageError(
+                f"app module {module_name!r} not found{_nearest_module(module_name)}; -A takes "
+                "module:attribute, importable from the current directory"
+            ) from None
+        raise
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        candidates = [name for name, value in vars(module).items() if isinstance(value, App)]
+        hint = closest(attribute, candidates) or (
+            f" (the module has an App named {candidates[0]!r})" if candidates else ""
+        )
+        found = "nothing" if app is None else type(app).__name__
+        raise click.UsageError(
+            f"{module_name}:{attribute} is {found}, not a gendurable App{hint}"
+        )
+    return app
+
+
+def _nearest_module(name: str) -> str:
+    parent, _, leaf = name.rpartition(".")
+    try:
+        if parent:
+            package = importlib.import_module(parent)
+            names = [m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
+        else:
+            names = [m.name for m in pkgutil.iter_modules([os.getcwd()])]
+    except ImportError:
+        return ""
+    match = closest(leaf, names)
+    return match.replace("'", f"'{parent}." if parent else "'", 1) if match else ""
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+app_option = click.option(
+    "-A", "--app", "app_path", required=True, metavar="MODULE:ATTR",
+    help="The App to use, as module:attribute (env: GENDURABLE_APP).",
+)
+log_option = click.option(
+    "--log-level", default="info", show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Log level of the gendurable logger (env: GENDURABLE_LOG_LEVEL).",
+)
+
+
+@click.group(context_settings={"auto_envvar_prefix": "GENDURABLE", "help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gendurable")
+def main() -> None:
+    """Durable jobs and state machines on PostgreSQL."""
+
+
+@main.command()
+@app_option
+@log_option
+def migrate(app_path: str, log_level: str) -> None:
+    """Apply the database migrations (safe to run from several processes at once)."""
+    _setup_logging(log_level)
+    app = load_app(app_path)
+    applied = app.migrate()
+    click.echo(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@main.command()
+@app_option
+@log_option
+@click.option("-Q", "--queues", default=None, metavar="NAME=N,...",
+              help="Queues and their concurrency, e.g. default=10,emails=4; default: the app's "
+                   "queues, else default=10 (env: GENDURABLE_QUEUES).")
+@click.option("--burst", is_flag=True, help="Exit once the queues have nothing runnable (env: GENDURABLE_BURST).")
+@click.option("--beat", "with_beat", is_flag=True,
+              help="Also run the beat loops (reaper, GC) in this process (env: GENDURABLE_BEAT).")
+@click.option("--grace", type=float, default=None, metavar="SECONDS",
+              help="Seconds a SIGTERM waits for running steps before releasing them; default: "
+                   "the app's shutdown_grace (env: GENDURABLE_GRACE).")
+def worker(app_path: str, log_level: str, queues: str | None, burst: bool, with_beat: bool,
+           grace: float | None) -> None:
+    """Run steps from the given queues until SIGTERM (a second signal stops at once)."""
+    _setup_logging(log_level)
+    app = load_app(app_path)
+    from ._worker.worker import Worker
+
+    try:
+        limits = app.worker_queues(queues)
+    except GendurableError as exc:
+        raise click.UsageError(str(exc)) from None
+    instance = Worker(app, limits, burst=burst, grace=grace)
+    beat = None
+    if with_beat:
+        from ._beat.beat import Beat
+
+        beat = Beat(app)
+    stop = threading.Event()
+    _install_signals(stop)
+    instance.start()
+    if beat is not None:
+        beat.start()
+    while not stop.is_set():
+        if burst and instance.wait_idle(0.2):
+            break
+        stop.wait(0.2)
+    if stop.is_set():
+        logger.info("draining: waiting up to %.0f s for running steps; send the signal again to "
+                    "stop at once", instance.grace)
+    if beat is not None:
+        beat.stop()
+    instance.stop()
+    app.close()
+
+
+@main.command()
+@app_option
+@log_option
+def beat(app_path: str, log_level: str) -> None:
+    """Run the reaper and garbage collection until SIGTERM."""
+    _setup_logging(log_level)
+    app = load_app(app_path)
+    from ._beat.beat import Beat
+
+    instance = Beat(app)
+    stop = threading.Event()
+    _install_signals(stop)
+    instance.start()
+    stop.wait()
+    instance.stop()
+    app.close()
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handle(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            logger.warning("second %s: stopping at once; running steps' leases will expire and "
+                           "the reaper will run them again", signal.Signals(signum).name)
+            logging.shutdown()
+            os._exit(EXIT_FORCED)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+@main.command()
+@app_option
+def status(app_path: str) -> None:
+    """Show queues: counts by status, the oldest waiting row, and recent throughput."""
+    app = load_app(app_path)
+    rows = app._store.queue_stats()
+    paused = set(app._store.paused_queues())
+    if not rows and not paused:
+        click.echo("no instances")
+        return
+    by_queue: dict[str, dict[str, Any]] = {}
+    for queue, state, count, oldest, finished, _ in rows:
+        entry = by_queue.setdefault(queue, {"counts": {}, "oldest": None, "finished": 0})
+        entry["counts"][state] = count
+        if oldest is not None:
+            entry["oldest"] = float(oldest)
+        entry["finished"] += finished
+    click.echo(f"{'queue':<16} {'available':>9} {'running':>7} {'awaiting':>8} {'done':>7} "
+               f"{'failed':>6} {'cancelled':>9} {'oldest wait':>12} {'per min':>8}")
+    for queue in sorted(set(by_queue) | paused):
+        entry = by_queue.get(queue, {"counts": {}, "oldest": None, "finished": 0})
+        counts = entry["counts"]
+        oldest = "-" if entry["oldest"] is None else f"{entry['oldest']:.1f} s"
+        name = queue + (" (paused)" if queue in paused else "")
+        click.echo(
+            f"{name:<16} {counts.get('available', 0):>9} {counts.get('running', 0):>7} "
+            f"{counts.get('awaiting', 0):>8} {counts.get('done', 0):>7} {counts.get('failed', 0):>6} "
+            f"{counts.get('cancelled', 0):>9} {oldest:>12} {entry['finished']:>8}"
+        )
+
+
+def _instance_command(name: str, help_text: str) -> Any:
+    def decorate(function: Any) -> Any:
+        function = click.argument("instance_id", type=int)(function)
+        function = app_option(function)
+        return main.command(name=name, help=help_text)(function)
+
+    return decorate
+
+
+@_instance_command("inspect", "Show one instance as JSON.")
+def inspect_command(app_path: str, instance_id: int) -> None:
+    app = load_app(app_path)
+    try:
+        row = app.inspect(instance_id)
+    except GendurableError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    click.echo(json.dumps(row, indent=2, default=str))
+
+
+@_instance_command("cancel", "Cancel an instance (a running one stops at its next check).")
+def cancel_command(app_path: str, instance_id: int) -> None:
+    app = load_app(app_path)
+    try:
+        state = app.cancel(instance_id)
+    except GendurableError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    click.echo(f"instance {instance_id}: {state.value}"
+               + (" (asked to stop)" if state.value == "running" else ""))
+
+
+@_instance_command("retry", "Run a finished or waiting instance again now, with fresh attempts.")
+def retry_command(app_path: str, instance_id: int) -> None:
+    app = load_app(app_path)
+    try:
+        state = app.retry(instance_id)
+    except GendurableError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    click.echo(f"instance {instance_id}: {state.value}")
+
+
+@main.group()
+def queue() -> None:
+    """Pause or resume a queue for every worker."""
+
+
+@queue.command("pause")
+@app_option
+@click.argument("name")
+def queue_pause(app_path: str, name: str) -> None:
+    """Stop every worker from picking rows of queue NAME (running steps finish)."""
+    app = load_app(app_path)
+    try:
+        app.check_queue(name)
+    except GendurableError as exc:
+        raise click.UsageError(str(exc)) from None
+    app.pause_queue(name)
+    click.echo(f"queue {name} paused")
+
+
+@queue.command("resume")
+@app_option
+@click.argument("name")
+def queue_resume(app_path: str, name: str) -> None:
+    """Let workers pick rows of queue NAME again."""
+    app = load_app(app_path)
+    try:
+        app.check_queue(name)
+    except GendurableError as exc:
+        raise click.UsageError(str(exc)) from None
+    app.resume_queue(name)
+    click.echo(f"queue {name} resumed")

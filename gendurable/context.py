@@ -1,0 +1,37 @@
+"""The context a step receives: who it is, which attempt, and whether it was asked to stop."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+@dataclass(eq=False)
+class Context:
+    """What a step knows about the attempt it runs in."""
+
+    id: int
+    fsm: str
+    step: str
+    attempt: int
+    max_attempts: int
+    queue: str
+    correlation_key: str | None
+    inserted_at: datetime
+    app: App
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once ``cancel()`` was called on this instance while the step runs."""
+        return self._cancel.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Block until the instance is cancelled or ``timeout`` passes; return whether it was."""
+        return self._cancel.wait(timeout)

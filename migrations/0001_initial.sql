@@ -1,0 +1,131 @@
+-- gendurable schema, version 1. Before 1.0 there is one schema version and this file is
+-- edited in place; `gendurable migrate` applies it under an advisory lock.
+
+-- Statuses, and who moves a row in and out of each:
+--   available  runnable once run_at has passed. In: insert, an outcome that schedules the row
+--              again (Next, Retry, an exception with attempts left), the reaper (expired lease),
+--              a draining worker releasing its leases. Out: the picker.
+--   running    leased to one worker (lease_owner, lease_expires_at). In: the picker. Out: the
+--              lease holder applying an outcome, or the reaper once the lease expired. A crash
+--              leaves the row here until the lease expires; the step then runs again.
+--   awaiting   waiting for signals or children. In: an Await or Children outcome. Out: a
+--              matching signal, the last child finishing, an await timeout, cancel().
+--   done, failed, cancelled
+--              terminal; finished_at is set. Out: only the garbage collector, after gc_retention.
+CREATE TYPE durable_status AS ENUM (
+    'available', 'running', 'awaiting', 'done', 'failed', 'cancelled'
+);
+
+CREATE SEQUENCE gen_durable_id_seq AS bigint;
+
+CREATE TABLE gen_durable (
+    id                 bigint PRIMARY KEY DEFAULT nextval('gen_durable_id_seq'),
+    -- The resolvable name of the job or FSM class.
+    fsm                text NOT NULL,
+    step               text NOT NULL,
+    -- Jobs keep {"args": [...], "kwargs": {...}}; FSMs keep their State model's JSON.
+    state              jsonb NOT NULL DEFAULT '{}',
+    status             durable_status NOT NULL DEFAULT 'available',
+    queue              text NOT NULL DEFAULT 'default',
+    priority           smallint NOT NULL DEFAULT 0,
+    run_at             timestamptz NOT NULL DEFAULT now(),
+    -- Attempts started at the current step; the picker increments it.
+    attempt            integer NOT NULL DEFAULT 0,
+    max_attempts       integer NOT NULL DEFAULT 20,
+    -- Seconds one attempt may run; NULL means no limit.
+    timeout            double precision,
+    expires_at         timestamptz,
+    correlation_key    text,
+    correlation_scope  durable_status[] NOT NULL
+                       DEFAULT '{available,running,awaiting}'::durable_status[],
+    concurrency_key    text,
+    rate_limit         text,
+    rate_partition     text,
+    weight             integer NOT NULL DEFAULT 1,
+    awaited_signals    text[],
+    parent_id          bigint,
+    pending_children   integer NOT NULL DEFAULT 0,
+    lease_owner        text,
+    lease_expires_at   timestamptz,
+    cancel_requested   boolean NOT NULL DEFAULT false,
+    result             jsonb,
+    -- One object per failed attempt: {"at", "attempt", "step", "error", "traceback"}.
+    errors             jsonb NOT NULL DEFAULT '[]',
+    inserted_at        timestamptz NOT NULL DEFAULT now(),
+    attempted_at       timestamptz,
+    finished_at        timestamptz,
+
+    CONSTRAINT gen_durable_finished_iff_terminal CHECK (
+        (status IN ('done', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
+    CONSTRAINT gen_durable_lease_iff_running CHECK (
+        (status = 'running') = (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)),
+    CONSTRAINT gen_durable_priority_range CHECK (priority BETWEEN 0 AND 9),
+    CONSTRAINT gen_durable_attempts_positive CHECK (attempt >= 0 AND max_attempts >= 1),
+    CONSTRAINT gen_durable_weight_positive CHECK (weight >= 1),
+    CONSTRAINT gen_durable_timeout_positive CHECK (timeout IS NULL OR timeout > 0),
+    CONSTRAINT gen_durable_children_non_negative CHECK (pending_children >= 0),
+    CONSTRAINT gen_durable_names_not_empty CHECK (
+        fsm <> '' AND step <> '' AND queue <> '')
+);
+
+ALTER SEQUENCE gen_durable_id_seq OWNED BY gen_durable.id;
+
+-- The picker's index: the most urgent runnable rows of one queue come first.
+CREATE INDEX gen_durable_pick ON gen_durable (queue, priority, run_at, id)
+    WHERE status = 'available';
+
+-- The reaper's index: running rows by lease expiry.
+CREATE INDEX gen_durable_leases ON gen_durable (lease_expires_at)
+    WHERE status = 'running';
+
+-- Global queue limits count running rows per queue.
+CREATE INDEX gen_durable_running_by_queue ON gen_durable (queue)
+    WHERE status = 'running';
+
+-- Garbage collection walks terminal rows by age.
+CREATE INDEX gen_durable_finished ON gen_durable (finished_at)
+    WHERE finished_at IS NOT NULL;
+
+-- Unstarted rows with an expiry, for the reaper's expiry pass.
+CREATE INDEX gen_durable_expiring ON gen_durable (expires_at)
+    WHERE expires_at IS NOT NULL AND status = 'available';
+
+-- Children by parent, for fan-in and for keeping a live parent's children out of GC.
+CREATE INDEX gen_durable_children ON gen_durable (parent_id)
+    WHERE parent_id IS NOT NULL;
+
+-- One key both addresses and deduplicates: unique while the row's status is in its own scope.
+CREATE UNIQUE INDEX gen_durable_correlation ON gen_durable (fsm, correlation_key)
+    WHERE correlation_key IS NOT NULL AND status = ANY (correlation_scope);
+
+-- Never two running rows with one concurrency key anywhere in the cluster.
+CREATE UNIQUE INDEX gen_durable_concurrency_active ON gen_durable (concurrency_key)
+    WHERE concurrency_key IS NOT NULL AND status = 'running';
+
+-- Cluster-wide queue switches; a queue with no row here is not paused.
+CREATE TABLE gen_durable_queues (
+    name        text PRIMARY KEY,
+    paused      boolean NOT NULL DEFAULT false,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Wake listening workers once per inserting statement, on commit, for rows due now.
+CREATE FUNCTION gen_durable_notify_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    due_queue text;
+BEGIN
+    FOR due_queue IN
+        SELECT DISTINCT queue FROM inserted_rows
+        WHERE status = 'available' AND run_at <= now()
+    LOOP
+        PERFORM pg_notify('gen_durable', due_queue);
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER gen_durable_notify_insert
+    AFTER INSERT ON gen_durable
+    REFERENCING NEW TABLE AS inserted_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION gen_durable_notify_insert();
