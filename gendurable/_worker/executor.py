@@ -42,7 +42,7 @@ class Executor:
         ]
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
-            target=self._loop.run_forever, name=f"{name}-async", daemon=True
+            target=self._loop_main, name=f"{name}-async", daemon=True
         )
         self._async_tasks: dict[int, asyncio.Task[Any]] = {}
         self._watchdog = _Watchdog(self)
@@ -85,11 +85,22 @@ class Executor:
                 attempt.cancelled_by_worker = True
             return attempts
 
+    def _loop_main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
     def stop(self) -> None:
         for _ in self._threads:
             self._tasks.put(None)
         self._watchdog.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=5)
 
     # Sync steps.
 
