@@ -266,10 +266,17 @@ class App:
         return drain(self, names, with_scheduled, timeout)
 
     def worker_queues(self, spec: str | None) -> dict[str, int]:
-        """Parse ``default=10,emails=4`` (a bare name takes the queue's configured concurrency)."""
+        """Parse ``default=10,emails=4`` (a bare name takes the queue's configured concurrency).
+
+        With no spec the worker serves every queue the app accepts inserts for (``default``,
+        the declared queues and the queues of the jobs it imported), so that no accepted job
+        waits for a worker that never comes.
+        """
         if not spec:
-            configured = {name: queue.concurrency for name, queue in self.queues.items()}
-            return configured or {"default": 10}
+            return {
+                name: self.queues[name].concurrency if name in self.queues else 10
+                for name in sorted(self.known_queues())
+            }
         queues: dict[str, int] = {}
         for part in spec.split(","):
             part = part.strip()

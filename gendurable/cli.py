@@ -50,9 +50,13 @@ def load_app(path: str) -> App:
         hint = closest(attribute, candidates) or (
             f" (the module has an App named {candidates[0]!r})" if candidates else ""
         )
-        found = "nothing" if app is None else type(app).__name__
+        if not hasattr(module, attribute):
+            raise click.UsageError(
+                f"module {module_name!r} has no attribute {attribute!r}{hint}; -A takes "
+                "module:attribute naming a gendurable App"
+            )
         raise click.UsageError(
-            f"{module_name}:{attribute} is {found}, not a gendurable App{hint}"
+            f"{module_name}:{attribute} is a {type(app).__name__}, not a gendurable App{hint}"
         )
     return app
 
@@ -110,8 +114,9 @@ def migrate(app_path: str, log_level: str) -> None:
 @app_option
 @log_option
 @click.option("-Q", "--queues", default=None, metavar="NAME=N,...",
-              help="Queues and their concurrency, e.g. default=10,emails=4; default: the app's "
-                   "queues, else default=10 (env: GENDURABLE_QUEUES).")
+              help="Queues and their concurrency, e.g. default=10,emails=4; default: every queue "
+                   "the app knows (default, its declared queues and its jobs' queues), each at "
+                   "its configured concurrency or 10 (env: GENDURABLE_QUEUES).")
 @click.option("--burst", is_flag=True, help="Exit once the queues have nothing runnable (env: GENDURABLE_BURST).")
 @click.option("--beat", "with_beat", is_flag=True,
               help="Also run the beat loops (reaper, GC) in this process (env: GENDURABLE_BEAT).")

@@ -107,3 +107,21 @@ def outcomes(owner: str, records: Sequence[OutcomeRecord]) -> dict[str, Any]:
             None if r.awaited_signals is None else Jsonb(r.awaited_signals) for r in records
         ],
     }
+
+
+def pick(
+    owner: str,
+    free: dict[str, int],
+    global_limits: dict[str, int | None],
+    lease_seconds: float,
+    horizon: float,
+) -> dict[str, Any]:
+    queues = list(free)
+    return {
+        "owner": owner,
+        "queues": queues,
+        "free": [free[q] for q in queues],
+        "global_limits": [global_limits.get(q) for q in queues],
+        "lease_seconds": lease_seconds,
+        "horizon": horizon,
+    }

@@ -33,6 +33,10 @@ class Reconnecting:
                 self._conn = psycopg.connect(
                     self._conninfo, autocommit=True, application_name=f"gendurable {self._name}"
                 )
+                # The worker's statements run thousands of times with parameters that do not
+                # change their best plan, so planning them once saves a fraction of a
+                # millisecond on every pick and outcome.
+                self._conn.execute("SET plan_cache_mode = force_generic_plan")
                 if self._failures:
                     logger.info("%s reconnected to the database after %d failed tries",
                                 self._name, self._failures)

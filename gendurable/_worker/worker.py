@@ -1,5 +1,6 @@
-"""A worker process: the feeder picks rows for free slots, the executor runs their steps, the
-completer applies outcomes, the lease keeper extends leases and the listener wakes the feeder.
+"""A worker process: the feeder applies finished outcomes and picks rows for free slots (one
+transaction, one round trip), the executor runs the steps, the lease keeper extends leases and
+the listener wakes the feeder.
 
 Guarantees: a row is picked only into a free slot (nothing is prefetched beyond capacity);
 its outcome is applied only while this worker holds its lease; a crash at any point leaves the
@@ -23,7 +24,6 @@ from .._store import OutcomeRecord
 from .._wakeup.postgres import Listener
 from ..status import Status
 from . import runner
-from .completer import Completer
 from .connection import LOST, Reconnecting
 from .executor import Executor
 from .keeper import LeaseKeeper
@@ -34,9 +34,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gendurable.worker")
 
-# With a backlog, a freed slot waits this long for others before the next pick, so that
-# short steps are picked in batches and not one round trip each.
+# With a backlog, a freed slot waits up to this long for the other slots before the next pick,
+# so that short steps are picked in batches and not one round trip each.
 BATCH_WINDOW = 0.002
+# Outcomes applied per statement at most.
+MAX_OUTCOMES = 500
 
 
 class Worker:
@@ -66,8 +68,10 @@ class Worker:
         self._held: dict[int, Attempt] = {}
         self._woken = True
         self._idle_exit = threading.Event()
+        self._outcomes: list[tuple[Attempt, OutcomeRecord]] = []
+        self._gave_up = False
+        self._outcomes_since = 0.0
         self._executor = Executor(sum(self.limits.values()), self._finished, "gendurable")
-        self._completer = Completer(app._store, self._conninfo, self.owner, self._applied, self._stopped)
         self._keeper = LeaseKeeper(
             app._store, self._conninfo, self.owner, app.settings.lease_timeout,
             self._held_ids, self._executor.cancel, self._stopped,
@@ -79,7 +83,6 @@ class Worker:
 
     def start(self) -> None:
         self._executor.start()
-        self._completer.start()
         self._keeper.start()
         self._listener.start()
         self._feeder.start()
@@ -108,13 +111,14 @@ class Worker:
                                 max(deadline - time.monotonic(), 0))
         abandoned = self._executor.abandon()
         running = len(abandoned)
-        self._completer.wait_idle(max(deadline - time.monotonic(), 1.0))
+        with self._cond:
+            self._gave_up = True
+            self._cond.notify_all()
+        # The feeder stops picking but applies what finished, then exits.
+        self._feeder.join(timeout=max(deadline - time.monotonic(), 5.0))
         released = self._release([attempt.row.id for attempt in abandoned])
         self._stopped.set()
-        self._completer.close()
         self._executor.stop()
-        self._feeder.join(timeout=5)
-        self._completer.join(timeout=5)
         telemetry.execute(
             "worker.drain", {"duration_ms": (time.perf_counter() - began) * 1000},
             {"worker": self.owner, "running": running, "released": released},
@@ -147,39 +151,55 @@ class Worker:
     # The feeder.
 
     def _feed(self) -> None:
-        connection = Reconnecting(self._conninfo, "feeder", self._stopping)
+        connection = Reconnecting(self._conninfo, "feeder", self._stopped)
         poll_interval = self.app.settings.poll_interval
         next_poll = 0.0
-        while not self._stopping.is_set():
+        while True:
             with self._cond:
+                stopping = self._stopping.is_set()
+                if stopping and not self._outcomes and (
+                    self._gave_up or sum(self._inflight.values()) == 0
+                ):
+                    break
                 now = time.monotonic()
                 poll_due = self._woken or now >= next_poll
-                wants, wait = self._wanted(now, poll_due, next_poll)
-                if not wants:
-                    self._cond.wait(max(wait, 0.0))
+                wants, wait = ({}, 0.05) if stopping else self._wanted(now, poll_due, next_poll)
+                hold, hold_for = self._hold_outcomes(now, wants, stopping)
+                if not wants and (hold or not self._outcomes):
+                    self._cond.wait(max(min(wait, hold_for), 0.0))
                     continue
-                self._woken = False
+                batch = self._outcomes[:MAX_OUTCOMES]
+                del self._outcomes[:MAX_OUTCOMES]
+                if wants:
+                    self._woken = False
             try:
-                rows = self.app._store.pick(
-                    connection.get(), self.owner, wants, self._global_limits,
-                    self.app.settings.lease_timeout,
+                statuses, rows = self.app._store.cycle(
+                    connection.get(), self.owner, [record for _, record in batch], wants,
+                    self._global_limits, self.app.settings.lease_timeout,
                 )
             except LOST as exc:
-                if self._stopping.is_set():
-                    break
                 with self._cond:
+                    self._outcomes[:0] = batch
                     self._woken = True
+                if self._stopped.is_set():
+                    logger.warning(
+                        "stopping with %d outcomes not applied (database unreachable); their "
+                        "leases will expire and the steps will run again", len(self._outcomes))
+                    break
                 connection.lost(exc)
                 continue
-            if poll_due:
+            if batch:
+                self._applied(batch, statuses)
+            if wants and poll_due:
                 next_poll = time.monotonic() + poll_interval
-            self._dispatch(rows, wants)
-            if self.burst and poll_due and not rows:
+            if wants:
+                self._dispatch(rows, wants)
+            if self.burst and wants and poll_due and not rows:
                 with self._cond:
-                    idle = not self._held and sum(self._inflight.values()) == 0
-                if idle and self._completer.pending() == 0:
+                    idle = not self._held and not self._outcomes
+                if idle:
                     self._idle_exit.set()
-                    break
+                    self._stopping.set()
         connection.close()
 
     def _wanted(self, now: float, poll_due: bool, next_poll: float) -> tuple[dict[str, int], float]:
@@ -190,7 +210,7 @@ class Worker:
             free = limit - self._inflight[queue]
             if free <= 0:
                 continue
-            if poll_due or (self._backlog[queue] and (free * 2 >= limit or free == limit)):
+            if poll_due or (self._backlog[queue] and free == limit):
                 wants[queue] = free
             elif self._backlog[queue]:
                 remaining = self._free_since.get(queue, now) + BATCH_WINDOW - now
@@ -199,6 +219,22 @@ class Worker:
                 else:
                     wait = min(wait, remaining)
         return wants, wait
+
+    def _hold_outcomes(self, now: float, wants: dict[str, int], stopping: bool) -> tuple[bool, float]:
+        """Decide whether finished outcomes may wait to share the next pick's round trip.
+
+        They wait at most BATCH_WINDOW, and only while a pick is coming: some queue has a
+        backlog and steps still running. Returns (hold, seconds left to hold).
+        """
+        if not self._outcomes or wants or stopping:
+            return False, float("inf")
+        pick_coming = any(
+            self._backlog[queue] and self._inflight[queue] > 0 for queue in self.limits
+        )
+        remaining = self._outcomes_since + BATCH_WINDOW - now
+        if pick_coming and remaining > 0:
+            return True, remaining
+        return False, float("inf")
 
     def _dispatch(self, rows: list, wants: dict[str, int]) -> None:  # type: ignore[type-arg]
         picked = dict.fromkeys(wants, 0)
@@ -224,27 +260,47 @@ class Worker:
             else:
                 self._executor.submit(attempt)
 
-    # Callbacks from the executor and completer threads.
+    # Callbacks from the executor threads.
 
     def _finished(self, attempt: Attempt, record: OutcomeRecord | None) -> None:
         queue = attempt.row.queue
+        limit = self.limits[queue]
         with self._cond:
             self._inflight[queue] -= 1
-            self._free_since.setdefault(queue, time.monotonic())
+            free = limit - self._inflight[queue]
+            now = time.monotonic()
+            self._free_since.setdefault(queue, now)
             if record is None:
                 self._held.pop(attempt.row.id, None)
-            self._cond.notify_all()
-        if record is not None:
-            self._completer.put(attempt, record)
+            else:
+                if not self._outcomes:
+                    self._outcomes_since = now
+                self._outcomes.append((attempt, record))
+            # Wake the feeder only when its decision can change: the first free slot or
+            # outcome opens a batch window and the last busy slot freed closes it. Waking it on
+            # every step would cost a thread switch each.
+            if len(self._outcomes) == 1 or free == 1 or free == limit:
+                self._cond.notify_all()
 
-    def _applied(self, attempts: list[Attempt], statuses: dict[int, Status]) -> None:
+    def _applied(self, batch: list[tuple[Attempt, OutcomeRecord]], statuses: dict[int, Status]) -> None:
+        for _, record in batch:
+            if record.id not in statuses:
+                logger.warning(
+                    "outcome of instance %s discarded: this worker no longer holds its lease "
+                    "(it expired and the reaper released the row)", record.id,
+                    extra={"event": "outcome.discarded", "instance_id": record.id},
+                )
         with self._cond:
-            for attempt in attempts:
+            for attempt, _ in batch:
                 self._held.pop(attempt.row.id, None)
-            # A row moved on to a next step may be runnable at once: look again.
-            if any(status is Status.AVAILABLE for status in statuses.values()):
+            # A row moved on to its next step may be runnable at once: look again.
+            if any(record.reset_attempt and not record.delay for _, record in batch):
                 self._woken = True
-            self._cond.notify_all()
+        if telemetry.has_handlers("worker.applied"):
+            telemetry.execute(
+                "worker.applied", {"count": len(batch)},
+                {"worker": self.owner, "ids": [record.id for _, record in batch], "statuses": statuses},
+            )
 
     def _held_ids(self) -> list[int]:
         with self._cond:

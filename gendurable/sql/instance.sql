@@ -143,8 +143,9 @@ SET status = 'running',
     lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
     attempted_at = now()
-FROM picked
-WHERE g.id = picked.id
+-- An id array, not a join, so that the planner looks the rows up by primary key instead of
+-- hashing a scan of the whole table.
+WHERE g.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING g.id, g.fsm, g.step, g.state, g.queue, g.priority, g.attempt, g.max_attempts,
           g.timeout, g.correlation_key, g.concurrency_key, g.inserted_at, g.errors;
 
@@ -173,7 +174,10 @@ SET status = CASE WHEN g.cancel_requested THEN 'cancelled' ELSE o.status END,
     lease_expires_at = NULL
 FROM outcome AS o
 WHERE g.id = o.id
-  AND g.status = 'running'
+  -- Repeating the ids as an array lets the planner look rows up by primary key. A lease owner
+  -- implies status running (a CHECK constraint), and naming the status would lead the planner
+  -- to the index of running rows, which is full of dead entries on a busy table.
+  AND g.id = ANY (%(id)s::bigint[])
   AND g.lease_owner = %(owner)s
 RETURNING g.id, g.status;
 

@@ -3,7 +3,6 @@
 UPDATE gen_durable
 SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE id = ANY (%(ids)s::bigint[])
-  AND status = 'running'
   AND lease_owner = %(owner)s
 RETURNING id, cancel_requested;
 
@@ -19,7 +18,7 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE gen_durable AS g
-SET status = CASE WHEN g.cancel_requested THEN 'cancelled'
+SET status = CASE WHEN g.cancel_requested THEN 'cancelled'::durable_status
                   WHEN g.attempt >= g.max_attempts THEN 'failed'
                   ELSE 'available' END,
     run_at = now(),
