@@ -35,16 +35,21 @@ def _handle(event: str, measurements: Mapping[str, float], metadata: Mapping[str
         level = logging.ERROR if final else logging.WARNING
         if not logger.isEnabledFor(level):
             return
-        logger.log(
-            level,
-            "%s %s.%s attempt %s of %s failed%s: %s",
-            "instance" if final else "retrying",
-            metadata["fsm"], metadata["step"], metadata["attempt"], metadata.get("max_attempts"),
-            "" if final else ", will retry",
-            metadata.get("error"),
-            exc_info=metadata.get("exception") if final else None,
-            extra=_extra(event, measurements, metadata) | {"instance_id": metadata["instance_id"]},
-        )
+        extra = _extra(event, measurements, metadata)
+        if final:
+            logger.error(
+                "instance %s (%s, step %s) failed for good on attempt %s of %s: %s",
+                metadata["instance_id"], metadata["fsm"], metadata["step"], metadata["attempt"],
+                metadata.get("max_attempts"), metadata.get("error"),
+                exc_info=metadata.get("exception"), extra=extra,
+            )
+        else:
+            logger.warning(
+                "instance %s (%s, step %s) failed on attempt %s of %s, retrying in %.1f s: %s",
+                metadata["instance_id"], metadata["fsm"], metadata["step"], metadata["attempt"],
+                metadata.get("max_attempts"), metadata.get("retry_in") or 0.0,
+                metadata.get("error"), extra=extra,
+            )
     elif event == "step.stop":
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(

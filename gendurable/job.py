@@ -68,7 +68,12 @@ class _Arguments:
             else:
                 fields[parameter.name] = (annotation, parameter.default)
         self.model = pydantic.create_model(  # type: ignore[call-overload]
-            f"{name}.arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+            f"{name}.arguments",
+            __config__=pydantic.ConfigDict(extra="forbid"),
+            # String annotations (from __future__ import annotations) name types of the
+            # function's module, so pydantic resolves them there.
+            __module__=function.__module__,
+            **fields,
         )
 
     def dump(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

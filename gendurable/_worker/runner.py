@@ -109,17 +109,20 @@ def finish(attempt: Attempt, returned: Any, error: BaseException | None) -> Outc
     # A state that no longer validates will not validate on the next attempt either.
     final = row.attempt >= row.max_attempts or isinstance(error, InvalidState)
     record_error = _error_record(row, error)
-    duration_ms = (time.perf_counter() - attempt.started) * 1000
+    delay = None
+    if not final:
+        backoff = definition.backoff if definition is not None else _fallback_backoff
+        delay = _safe_backoff(backoff, row.attempt)
     if telemetry.has_handlers("step.exception"):
         telemetry.execute(
             "step.exception",
-            {"duration_ms": duration_ms},
-            attempt.metadata() | {"error": record_error["error"], "final": final, "exception": error},
+            {"duration_ms": (time.perf_counter() - attempt.started) * 1000},
+            attempt.metadata()
+            | {"error": record_error["error"], "final": final, "exception": error, "retry_in": delay},
         )
-    if final:
+    if delay is None:
         return OutcomeRecord(row.id, Status.FAILED, error=record_error)
-    backoff = definition.backoff if definition is not None else _fallback_backoff
-    return OutcomeRecord(row.id, Status.AVAILABLE, delay=_safe_backoff(backoff, row.attempt), error=record_error)
+    return OutcomeRecord(row.id, Status.AVAILABLE, delay=delay, error=record_error)
 
 
 def _fallback_backoff(attempt: int) -> float:
