@@ -1,7 +1,8 @@
 """gendurable: durable jobs and state machines on PostgreSQL."""
 
 from .app import App, Queue, current_app
-from .context import Context
+from .context import Child, Context, Signal
+from .fsm import FSM, step
 from .handle import Handle
 from .job import DurableJob, durable_job
 from .outcomes import Await, Children, Done, Next, Retry, Stop
@@ -11,17 +12,21 @@ from .status import Status
 __all__ = [
     "App",
     "Await",
+    "Child",
     "Children",
     "Context",
     "Done",
     "DurableJob",
+    "FSM",
     "Handle",
     "Next",
     "Queue",
     "Retry",
     "Settings",
+    "Signal",
     "Status",
     "Stop",
     "current_app",
     "durable_job",
+    "step",
 ]

@@ -27,7 +27,9 @@ def default_backoff(attempt: int) -> float:
     The delay doubles from one second up to an hour; half of it is random ("equal jitter"),
     so that many rows failing together do not come back together.
     """
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(attempt - 1, 0))
+    # The exponent stops growing long before the cap stops mattering, because 2.0 ** 1024
+    # overflows a float and rows may allow that many attempts.
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** min(max(attempt - 1, 0), 64))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

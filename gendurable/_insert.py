@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +12,12 @@ from .errors import InvalidOption
 from .status import LIVE, Status
 
 DEFAULT_SCOPE: tuple[str, ...] = tuple(status.value for status in LIVE)
+
+# The longest countdown, expiry, timeout or outcome delay accepted: 1000 years, far beyond any
+# real schedule and far inside what PostgreSQL's interval and timestamptz types can hold.
+MAX_SECONDS = 1000 * 365 * 86400.0
+# max_attempts and weight are PostgreSQL integer (int4) columns.
+MAX_INT4 = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +44,19 @@ class Insert:
     parent_id: int | None = None
 
 
+def check_text(name: str, value: object) -> str:
+    """Accept a non-empty string that PostgreSQL can store (no NUL character)."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise InvalidOption(f"{name} must be a non-empty string without NUL characters, got {value!r}")
+    return value
+
+
 def check_queue_name(queue: object) -> str:
-    if not isinstance(queue, str) or not queue.strip():
-        raise InvalidOption(f"queue must be a non-empty string, got {queue!r}")
-    return queue
+    return check_text("queue", queue)
+
+
+def check_rate_limit(rate_limit: object) -> str | None:
+    return None if rate_limit is None else check_text("rate_limit", rate_limit)
 
 
 def check_priority(priority: object) -> int:
@@ -51,14 +67,24 @@ def check_priority(priority: object) -> int:
     return priority
 
 
+def check_count(name: str, value: object) -> int:
+    """Accept an integer from 1 to the largest PostgreSQL integer."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT4:
+        raise InvalidOption(f"{name} must be an integer from 1 to {MAX_INT4}, got {value!r}")
+    return value
+
+
 def check_max_attempts(max_attempts: object) -> int:
-    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-        raise InvalidOption(f"max_attempts must be an integer of at least 1, got {max_attempts!r}")
-    return max_attempts
+    return check_count("max_attempts", max_attempts)
+
+
+def check_weight(weight: object) -> int:
+    return check_count("weight", weight)
 
 
 def check_seconds(name: str, value: object, *, positive: bool = False) -> float | None:
-    """Accept seconds or a timedelta; reject negatives (and zero when ``positive``)."""
+    """Accept seconds or a timedelta up to ``MAX_SECONDS``; reject negatives (and zero when
+    ``positive``), NaN and infinity."""
     if value is None:
         return None
     if isinstance(value, timedelta):
@@ -67,6 +93,11 @@ def check_seconds(name: str, value: object, *, positive: bool = False) -> float 
         seconds = float(value)
     else:
         raise InvalidOption(f"{name} must be seconds or a timedelta, got {value!r}")
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise InvalidOption(
+            f"{name} must be a finite number of seconds up to {MAX_SECONDS:.0f} (1000 years), "
+            f"got {value!r}"
+        )
     if seconds < 0 or (positive and seconds == 0):
         bound = "greater than 0" if positive else "0 or more"
         raise InvalidOption(f"{name} must be {bound}, got {value!r}")
@@ -107,8 +138,10 @@ def key_value(name: str, key: object, arguments: Callable[[], tuple[tuple[Any, .
         key = key(*args, **kwargs)
         if key is None:
             return None
-    if not isinstance(key, str) or not key:
-        raise InvalidOption(f"{name} must be a non-empty string or return one, got {key!r}")
+    if not isinstance(key, str) or not key or "\x00" in key:
+        raise InvalidOption(
+            f"{name} must be a non-empty string without NUL characters, or return one, got {key!r}"
+        )
     return key
 
 

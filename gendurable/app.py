@@ -7,7 +7,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -19,6 +19,9 @@ from .errors import ConfigurationError, InvalidOption, NoSuchInstance, UnknownQu
 from .handle import Handle
 from .settings import Settings
 from .status import Status
+
+if TYPE_CHECKING:
+    from .fsm import FSM
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,14 +40,17 @@ class Queue:
     global_limit: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+        if not _is_count(self.concurrency):
             raise InvalidOption(f"Queue concurrency must be an integer of at least 1, got {self.concurrency!r}")
-        if self.global_limit is not None and (
-            not isinstance(self.global_limit, int) or self.global_limit < 1
-        ):
+        if self.global_limit is not None and not _is_count(self.global_limit):
             raise InvalidOption(
                 f"Queue global_limit must be None or an integer of at least 1, got {self.global_limit!r}"
             )
+
+
+def _is_count(value: object) -> bool:
+    # bool is a subclass of int, but True is no concurrency.
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def current_app() -> App:
@@ -214,6 +220,62 @@ class App:
                               {"fsm": inserts[0].fsm, "queue": inserts[0].queue, "count": len(inserts)})
         return [Handle(self, instance_id, inserted) for instance_id, inserted in results]
 
+    def start(
+        self,
+        fsm: type[FSM],
+        state: Any,
+        *,
+        connection: psycopg.Connection[Any] | None = None,
+        **options: Any,
+    ) -> Handle:
+        """Start an instance of ``fsm`` with ``state``; with ``connection``, in that transaction."""
+        from .fsm import FSM
+
+        if not (isinstance(fsm, type) and issubclass(fsm, FSM)):
+            raise InvalidOption(f"start takes an FSM subclass, got {fsm!r}")
+        return self.insert(fsm.new(state, **options), connection=connection)
+
+    def signal(
+        self,
+        fsm: type[FSM] | str,
+        correlation_key: str,
+        name: str,
+        payload: Any = None,
+        *,
+        strict: bool = False,
+        connection: psycopg.Connection[Any] | None = None,
+    ) -> bool:
+        """Send signal ``name`` to the live instance of ``fsm`` with ``correlation_key``.
+
+        Returns whether an instance received it; with ``strict=True`` raises NoSuchInstance
+        instead of returning False. Nothing is written when no instance receives it.
+        """
+        from .fsm import FSM
+
+        fsm_name = fsm._definition.name if isinstance(fsm, type) and issubclass(fsm, FSM) else fsm
+        if not isinstance(fsm_name, str) or not fsm_name:
+            raise InvalidOption(f"signal takes an FSM subclass or its name, got {fsm!r}")
+        if not isinstance(name, str) or not name:
+            raise InvalidOption(f"a signal name must be a non-empty string, got {name!r}")
+        if not isinstance(correlation_key, str) or not correlation_key:
+            raise InvalidOption(
+                f"a correlation key must be a non-empty string, got {correlation_key!r}"
+            )
+        payload = json_payload(payload)
+        delivered = self._store.signal(fsm_name, correlation_key, name, payload, connection)
+        telemetry.execute(
+            "signal", {"count": 1 if delivered else 0},
+            {"fsm": fsm_name, "correlation_key": correlation_key, "name": name,
+             "instance_id": delivered[0] if delivered else None,
+             "woken": bool(delivered and delivered[1] is Status.AVAILABLE)},
+        )
+        if delivered is None and strict:
+            raise NoSuchInstance(
+                f"no live instance of {fsm_name} has correlation key {correlation_key!r}; "
+                f"signal {name!r} was not delivered"
+            )
+        return delivered is not None
+
     def handle(self, instance_id: int) -> Handle:
         """Return a handle on an existing instance."""
         return Handle(self, instance_id, inserted=False)
@@ -300,6 +362,18 @@ class App:
         if not queues:
             raise InvalidOption(f"no queue named in {spec!r}; write for example default=10,emails=4")
         return queues
+
+
+def json_payload(payload: Any) -> Any:
+    """Return ``payload`` as JSON-ready data, or raise InvalidOption naming what is not JSON."""
+    import pydantic_core
+
+    try:
+        return pydantic_core.to_jsonable_python(payload)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise InvalidOption(
+            f"signal payload {payload!r} is not JSON-serialisable: {exc}; nothing was sent"
+        ) from None
 
 
 def _caller_package() -> tuple[str, ...]:

@@ -7,13 +7,40 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .status import Status
+
 if TYPE_CHECKING:
     from .app import App
 
 
+@dataclass(frozen=True)
+class Signal:
+    """A signal in an instance's inbox."""
+
+    id: int
+    name: str
+    payload: Any
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child started by ``Children``, as its parent's join step sees it."""
+
+    id: int
+    fsm: str
+    status: Status
+    result: Any
+    error: str | None
+
+
 @dataclass(eq=False)
 class Context:
-    """What a step knows about the attempt it runs in."""
+    """What a step knows about the attempt it runs in.
+
+    ``awaited`` lists the inbox's signals whose names the last ``Await`` named, ``all`` the
+    whole inbox, both in arrival order; ``children`` the children of the last ``Children``.
+    """
 
     id: int
     fsm: str
@@ -25,6 +52,9 @@ class Context:
     inserted_at: datetime
     app: App
     errors: list[dict[str, Any]] = field(default_factory=list)
+    awaited: list[Signal] = field(default_factory=list)
+    all: list[Signal] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property

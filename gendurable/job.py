@@ -16,13 +16,16 @@ import pydantic_core
 
 from . import _registry
 from ._definition import Backoff, Definition, default_backoff
+from ._json import unstorable
 from ._insert import (
     Insert,
     check_max_attempts,
     check_priority,
     check_queue_name,
+    check_rate_limit,
     check_scope,
     check_seconds,
+    check_weight,
     expiry,
     key_value,
     schedule,
@@ -86,6 +89,9 @@ class _Arguments:
             ) from None
         try:
             validated = self.model.model_validate(dict(bound.arguments))
+            # The Python form still holds NaN and infinity, which the JSON form turns into
+            # null (or keeps as a token PostgreSQL rejects); the JSON form holds bytes as text.
+            loaded = validated.model_dump(exclude_unset=True)
             dumped: dict[str, Any] = validated.model_dump(mode="json", exclude_unset=True)
         except pydantic.ValidationError as exc:
             raise InvalidArguments(
@@ -96,26 +102,21 @@ class _Arguments:
                 f"arguments for {name} are not JSON-serialisable: {exc}; pass plain JSON values "
                 "(str, int, float, bool, None, lists, dicts) or pydantic models; nothing was inserted"
             ) from None
+        problem = unstorable(loaded, "arguments") or unstorable(dumped, "arguments")
+        if problem is not None:
+            raise InvalidArguments(f"invalid arguments for {name}: {problem}; nothing was inserted")
         return dumped
 
     def call_arguments(self, stored: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Turn stored JSON arguments back into positional and keyword arguments."""
         validated = self.model.model_validate(stored)
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for parameter in self.parameters:
-            if parameter.name not in stored:
-                continue
-            value = getattr(validated, parameter.name)
-            if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
-                args.append(value)
-            elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-                args.extend(value)
-            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                kwargs.update(value)
-            else:
-                kwargs[parameter.name] = value
-        return args, kwargs
+        # BoundArguments puts each parameter where its kind needs it: a parameter before
+        # *args must go positionally, or the call gets "multiple values" for it.
+        bound = inspect.BoundArguments(
+            self.signature,
+            {p.name: getattr(validated, p.name) for p in self.parameters if p.name in stored},
+        )
+        return list(bound.args), dict(bound.kwargs)
 
 
 def _short(exc: pydantic.ValidationError) -> str:
@@ -157,8 +158,8 @@ class DurableJob(Definition, Generic[P, R]):
             raise InvalidOption(f"backoff must be a callable of the attempt number, got {backoff!r}")
         self.backoff = backoff or default_backoff  # type: ignore[assignment]
         self.timeout = check_seconds("timeout", timeout, positive=True)
-        self.rate_limit = rate_limit
-        self.weight = weight
+        self.rate_limit = check_rate_limit(rate_limit)
+        self.weight = check_weight(weight)
         self.correlation_key = correlation_key
         self.correlation_scope = check_scope(correlation_scope)
         self.concurrency_key = concurrency_key
@@ -264,8 +265,11 @@ class DurableJob(Definition, Generic[P, R]):
             concurrency_key=key_value(
                 "concurrency_key", options.get("concurrency_key", self.concurrency_key), arguments
             ),
-            rate_limit=options.get("rate_limit", self.rate_limit),
-            weight=options.get("weight") or self.weight,
+            rate_limit=(
+                self.rate_limit if options.get("rate_limit") is None
+                else check_rate_limit(options["rate_limit"])
+            ),
+            weight=self.weight if options.get("weight") is None else check_weight(options["weight"]),
         )
 
     # The engine's side.

@@ -7,17 +7,20 @@ the backoff. ``state=None`` everywhere means "keep the state as it is".
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from ._insert import MAX_SECONDS
 from .errors import InvalidOutcome
 
 Delay = float | int | timedelta | None
 
 
 def delay_seconds(delay: Delay, what: str) -> float | None:
-    """Convert a delay given as seconds or a timedelta to seconds, rejecting negative ones."""
+    """Convert a delay given as seconds or a timedelta to seconds, rejecting negative ones,
+    NaN, infinity and delays longer than ``MAX_SECONDS``."""
     if delay is None:
         return None
     if isinstance(delay, timedelta):
@@ -28,6 +31,11 @@ def delay_seconds(delay: Delay, what: str) -> float | None:
         raise InvalidOutcome(
             f"{what} must be seconds or a timedelta, got {delay!r}; pass for example 30 or "
             "timedelta(minutes=5)"
+        )
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise InvalidOutcome(
+            f"{what} must be a finite number of seconds up to {MAX_SECONDS:.0f} (1000 years), "
+            f"got {delay!r}"
         )
     if seconds < 0:
         raise InvalidOutcome(f"{what} must not be negative, got {delay!r}")

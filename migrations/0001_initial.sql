@@ -42,9 +42,17 @@ CREATE TABLE gen_durable (
     rate_limit         text,
     rate_partition     text,
     weight             integer NOT NULL DEFAULT 1,
+    -- While awaiting: the signal names that wake the row. Kept while the woken step runs, so
+    -- that the step sees which signals it awaited.
     awaited_signals    text[],
+    -- The pending signals, [{"id": ..., "name": ...}] in arrival order; their payloads are in
+    -- gen_durable_signals. Kept on the row so that an outcome and a concurrent signal meet on
+    -- one row lock.
+    inbox              jsonb NOT NULL DEFAULT '[]',
     parent_id          bigint,
     pending_children   integer NOT NULL DEFAULT 0,
+    -- Set by a Children outcome until the join step's outcome, so the pick loads the children.
+    joining            boolean NOT NULL DEFAULT false,
     lease_owner        text,
     lease_expires_at   timestamptz,
     cancel_requested   boolean NOT NULL DEFAULT false,
@@ -102,6 +110,72 @@ CREATE UNIQUE INDEX gen_durable_correlation ON gen_durable (fsm, correlation_key
 CREATE UNIQUE INDEX gen_durable_concurrency_active ON gen_durable (concurrency_key)
     WHERE concurrency_key IS NOT NULL AND status = 'running';
 
+-- Awaiting rows by deadline, for await timeouts.
+CREATE INDEX gen_durable_await_deadline ON gen_durable (run_at)
+    WHERE status = 'awaiting' AND awaited_signals IS NOT NULL;
+
+-- The payloads of pending signals; the row's inbox column lists them.
+CREATE TABLE gen_durable_signals (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    instance_id  bigint NOT NULL,
+    name         text NOT NULL CHECK (name <> ''),
+    payload      jsonb,
+    received_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX gen_durable_signals_instance ON gen_durable_signals (instance_id, id);
+
+-- Whether an inbox holds a signal named in awaited, once the consumed ids are taken out.
+CREATE FUNCTION gen_durable_signal_ready(inbox jsonb, awaited text[], consumed bigint[])
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT EXISTS (
+        SELECT FROM jsonb_array_elements(inbox) AS entry
+        WHERE entry ->> 'name' = ANY (awaited)
+          AND (entry ->> 'id')::bigint <> ALL (coalesce(consumed, '{}'))
+    )
+$$;
+
+-- The inbox without the consumed ids, in arrival order.
+CREATE FUNCTION gen_durable_inbox_without(inbox jsonb, consumed bigint[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(jsonb_agg(entry ORDER BY position), '[]')
+    FROM jsonb_array_elements(inbox) WITH ORDINALITY AS item(entry, position)
+    WHERE (entry ->> 'id')::bigint <> ALL (coalesce(consumed, '{}'))
+$$;
+
+-- Fan-in: a child's move to a terminal status counts down its parent in the same statement,
+-- whichever path finished the child (an outcome, the reaper, cancel). The last child makes
+-- an awaiting parent runnable.
+CREATE FUNCTION gen_durable_child_finished() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    parent_queue text;
+BEGIN
+    UPDATE gen_durable
+    SET pending_children = pending_children - 1,
+        status = CASE WHEN pending_children = 1 AND status = 'awaiting' AND joining
+                      THEN 'available' ELSE status END,
+        run_at = CASE WHEN pending_children = 1 AND status = 'awaiting' AND joining
+                      THEN now() ELSE run_at END
+    WHERE id = NEW.parent_id
+      AND pending_children > 0
+    RETURNING CASE WHEN status = 'available' THEN queue END INTO parent_queue;
+    IF parent_queue IS NOT NULL THEN
+        PERFORM pg_notify('gen_durable', parent_queue);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER gen_durable_child_finished
+    AFTER UPDATE OF status ON gen_durable
+    FOR EACH ROW
+    WHEN (NEW.parent_id IS NOT NULL
+          AND NEW.finished_at IS NOT NULL AND OLD.finished_at IS NULL)
+    EXECUTE FUNCTION gen_durable_child_finished();
+
 -- Cluster-wide queue switches; a queue with no row here is not paused.
 CREATE TABLE gen_durable_queues (
     name        text PRIMARY KEY,
@@ -110,6 +184,8 @@ CREATE TABLE gen_durable_queues (
 );
 
 -- Wake listening workers once per inserting statement, on commit, for rows due now.
+-- Due means by the current clock, not by now() (the transaction's start): bulk inserts by COPY
+-- schedule rows at a clock reading taken inside the transaction, which is later than now().
 CREATE FUNCTION gen_durable_notify_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -117,7 +193,7 @@ DECLARE
 BEGIN
     FOR due_queue IN
         SELECT DISTINCT queue FROM inserted_rows
-        WHERE status = 'available' AND run_at <= now()
+        WHERE status = 'available' AND run_at <= clock_timestamp()
     LOOP
         PERFORM pg_notify('gen_durable', due_queue);
     END LOOP;

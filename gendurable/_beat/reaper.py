@@ -1,5 +1,6 @@
-"""The reaper: makes rows whose lease expired runnable again, and cancels unstarted rows past
-their ``expires`` time.
+"""The reaper: makes rows whose lease expired runnable again, cancels unstarted rows past
+their ``expires`` time, and wakes awaiting rows whose ``Await`` timeout passed (so a timeout
+fires up to one ``reaper_interval`` late).
 
 A lease expires when its worker died, lost the database for longer than a lease, or hung. The
 rescued row's step runs again from its last committed state (at-least-once); a row that has
@@ -26,5 +27,7 @@ def reap_once(store: Store) -> int:
         if len(rows) < BATCH:
             break
     while len(store.expire_unstarted(BATCH)) == BATCH:
+        pass
+    while len(store.expire_awaits(BATCH)) == BATCH:
         pass
     return total

@@ -50,6 +50,9 @@ class PickedRow:
     concurrency_key: str | None
     inserted_at: datetime
     errors: list[dict[str, Any]]
+    awaited_signals: list[str] | None
+    signals: list[dict[str, Any]] | None
+    children: list[dict[str, Any]] | None
 
 
 class Store:
@@ -100,32 +103,31 @@ class Store:
         """
         if not inserts:
             return []
-        with self._connection(connection) as conn:
-            with conn.transaction():
-                ids, clock = conn.execute(
-                    query("instance_reserve_ids"), {"count": len(inserts)}
-                ).fetchone()  # type: ignore[misc]
-                if not any(item.correlation_key for item in inserts):
-                    self._copy(conn, inserts, ids, clock)
-                    return [(int(i), True) for i in ids]
-                rows = conn.execute(
-                    query("instance_insert_many"), _params.insert_many(inserts, ids)
+        with self._connection(connection) as conn, _atomic(conn):
+            ids, clock = conn.execute(
+                query("instance_reserve_ids"), {"count": len(inserts)}
+            ).fetchone()  # type: ignore[misc]
+            if not any(item.correlation_key for item in inserts):
+                self._copy(conn, inserts, ids, clock)
+                return [(int(i), True) for i in ids]
+            rows = conn.execute(
+                query("instance_insert_many"), _params.insert_many(inserts, ids)
+            ).fetchall()
+            inserted = {row[0] for row in rows}
+            missing = [
+                item for item, i in zip(inserts, ids, strict=True)
+                if i not in inserted and item.correlation_key
+            ]
+            holders: dict[tuple[str, str], int] = {}
+            if missing:
+                found = conn.execute(
+                    query("instance_find_correlated"),
+                    {
+                        "fsm": [item.fsm for item in missing],
+                        "correlation_key": [item.correlation_key for item in missing],
+                    },
                 ).fetchall()
-                inserted = {row[0] for row in rows}
-                missing = [
-                    item for item, i in zip(inserts, ids, strict=True)
-                    if i not in inserted and item.correlation_key
-                ]
-                holders: dict[tuple[str, str], int] = {}
-                if missing:
-                    found = conn.execute(
-                        query("instance_find_correlated"),
-                        {
-                            "fsm": [item.fsm for item in missing],
-                            "correlation_key": [item.correlation_key for item in missing],
-                        },
-                    ).fetchall()
-                    holders = {(fsm, key): int(i) for fsm, key, i in found}
+                holders = {(fsm, key): int(i) for fsm, key, i in found}
         result: list[tuple[int, bool]] = []
         for item, i in zip(inserts, ids, strict=True):
             if i in inserted:
@@ -177,6 +179,7 @@ class Store:
         if not free:
             return self.apply_outcomes(conn, owner, outcomes), []
         with conn.pipeline(), conn.transaction():
+            self._insert_children(conn, owner, outcomes)
             applied = conn.execute(
                 query("instance_apply_outcomes"), _params.outcomes(owner, outcomes), prepare=True
             )
@@ -185,17 +188,25 @@ class Store:
                 _params.pick(owner, free, global_limits, lease_seconds, 0.0),
                 prepare=True,
             )
-        statuses = {int(i): Status(status) for i, status in applied.fetchall()}
+        statuses = {int(row[0]): Status(row[1]) for row in applied.fetchall()}
         return statuses, [PickedRow(*row) for row in picked.fetchall()]
 
     def apply_outcomes(
         self, conn: Connection, owner: str, outcomes: Sequence[OutcomeRecord]
     ) -> dict[int, Status]:
         """Apply finished attempts' outcomes; return the new status of each row still leased."""
-        rows = conn.execute(
-            query("instance_apply_outcomes"), _params.outcomes(owner, outcomes), prepare=True
-        ).fetchall()
-        return {int(i): Status(status) for i, status in rows}
+        params = _params.outcomes(owner, outcomes)
+        if any(record.children for record in outcomes):
+            with _atomic(conn):
+                self._insert_children(conn, owner, outcomes)
+                rows = conn.execute(query("instance_apply_outcomes"), params).fetchall()
+        else:
+            rows = conn.execute(query("instance_apply_outcomes"), params, prepare=True).fetchall()
+        return {int(row[0]): Status(row[1]) for row in rows}
+
+    def _insert_children(self, conn: Connection, owner: str, outcomes: Sequence[OutcomeRecord]) -> None:
+        if any(record.children for record in outcomes):
+            conn.execute(query("instance_insert_children"), _params.children(owner, outcomes))
 
     def extend_leases(
         self, conn: Connection, owner: str, ids: Sequence[int], lease_seconds: float
@@ -226,6 +237,27 @@ class Store:
     def expire_unstarted(self, limit: int = 1000) -> list[tuple[Any, ...]]:
         """Cancel rows not started before their ``expires`` time."""
         return self._execute("lease_expire_unstarted", {"limit": limit})
+
+    def expire_awaits(self, limit: int = 1000) -> list[tuple[Any, ...]]:
+        """Wake awaiting rows whose Await timeout passed."""
+        return self._execute("await_expire", {"limit": limit})
+
+    def signal(
+        self,
+        fsm: str,
+        correlation_key: str,
+        name: str,
+        payload: Any,
+        connection: Connection | None = None,
+    ) -> tuple[int, Status] | None:
+        """Deliver a signal; return (instance id, status after) or None when no live instance."""
+        rows = self._execute(
+            "signal_send",
+            {"fsm": fsm, "correlation_key": correlation_key, "name": name,
+             "payload": Jsonb(payload)},
+            connection,
+        )
+        return (int(rows[0][0]), Status(rows[0][1])) if rows else None
 
     def gc_sweep(self, retention_seconds: float, batch: int) -> int:
         """Delete one batch of old terminal rows; return how many went."""
@@ -271,6 +303,17 @@ class Store:
 
     def queue_stats(self) -> list[tuple[Any, ...]]:
         return self._execute("queue_stats", {})
+
+
+@contextmanager
+def _atomic(conn: Connection) -> Iterator[None]:
+    """Group statements in one transaction: a new one on an autocommit connection, else the
+    caller's own (a transaction() block on an idle connection would commit it at exit)."""
+    if conn.autocommit:
+        with conn.transaction():
+            yield
+    else:
+        yield
 
 
 def jsonb(value: Any) -> Jsonb:

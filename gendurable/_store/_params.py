@@ -25,7 +25,11 @@ class OutcomeRecord:
     reset_attempt: bool = False
     result: Any = None
     error: dict[str, Any] | None = None
-    awaited_signals: list[str] | None = None
+    # Await: the names that wake the row. Children: the unsaved children to insert.
+    awaited: list[str] | None = None
+    consumed: list[int] | None = None
+    joining: bool = False
+    children: list[Any] | None = None
 
 
 def _scope_literal(scope: Sequence[str]) -> str:
@@ -55,9 +59,9 @@ def insert_one(item: Any) -> dict[str, Any]:
     }
 
 
-def insert_many(items: Sequence[Any], ids: Sequence[int]) -> dict[str, Any]:
+def insert_many(items: Sequence[Any], ids: Sequence[int] | None) -> dict[str, Any]:
     return {
-        "id": list(ids),
+        "id": None if ids is None else list(ids),
         "fsm": [item.fsm for item in items],
         "step": [item.step for item in items],
         "state": [Jsonb(item.state) for item in items],
@@ -77,6 +81,14 @@ def insert_many(items: Sequence[Any], ids: Sequence[int]) -> dict[str, Any]:
         "weight": [item.weight for item in items],
         "parent_id": [item.parent_id for item in items],
     }
+
+
+def children(owner: str, records: Sequence[OutcomeRecord]) -> dict[str, Any]:
+    items = [child for record in records for child in record.children or ()]
+    params = insert_many(items, None)
+    del params["id"]
+    params["owner"] = owner
+    return params
 
 
 def copy_row(item: Any, instance_id: int, clock: datetime) -> tuple[Any, ...]:
@@ -103,9 +115,9 @@ def outcomes(owner: str, records: Sequence[OutcomeRecord]) -> dict[str, Any]:
         "reset_attempt": [r.reset_attempt for r in records],
         "result": [None if r.result is None else Jsonb(r.result) for r in records],
         "error": [None if r.error is None else Jsonb(r.error) for r in records],
-        "awaited_signals": [
-            None if r.awaited_signals is None else Jsonb(r.awaited_signals) for r in records
-        ],
+        "awaited": [None if r.awaited is None else Jsonb(r.awaited) for r in records],
+        "consumed": [None if r.consumed is None else Jsonb(r.consumed) for r in records],
+        "joining": [r.joining for r in records],
     }
 
 

@@ -41,24 +41,36 @@ class LeaseKeeper(threading.Thread):
     def run(self) -> None:
         interval = self._lease_seconds / 3
         while not self._halt.wait(interval):
-            ids = [i for i in self._held() if i not in self._lost]
+            ids = self._held()
+            # Forget rows this worker no longer holds, so that a later pick of the same row (a
+            # retry, the next step, a row the reaper gave back) is extended like any other.
+            self._lost.intersection_update(ids)
             if not ids:
                 continue
             try:
                 conn = self._connection.get()
+                # Rows already known lost are asked for again: the statement only extends rows
+                # this worker still leases, and one of them may have been picked again since.
                 kept = self._store.extend_leases(conn, self._owner, ids, self._lease_seconds)
             except LOST as exc:
                 if not self._halt.is_set():
                     self._connection.lost(exc)
                 continue
+            # A row whose outcome was applied after ``ids`` was read is not extended either, so
+            # only rows still held after the extension are reported as lost.
+            # NOTE: an outcome committed but not yet reported by the completer at this instant
+            # still gives a false report; the warning is then the only effect.
+            still_held = set(self._held())
             for instance_id in ids:
-                if instance_id not in kept:
+                if instance_id in kept:
+                    self._lost.discard(instance_id)
+                    if kept[instance_id]:
+                        self._cancelled(instance_id)
+                elif instance_id in still_held and instance_id not in self._lost:
                     self._lost.add(instance_id)
                     logger.warning(
                         "lease of instance %s was lost while its step runs; its outcome will be "
                         "discarded", instance_id,
                         extra={"event": "lease.lost", "instance_id": instance_id},
                     )
-                elif kept[instance_id]:
-                    self._cancelled(instance_id)
         self._connection.close()

@@ -6,6 +6,8 @@ Nothing here touches the database: the record is applied by the caller, as the l
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -16,8 +18,10 @@ import pydantic_core
 
 from .. import _registry, telemetry
 from .._definition import Definition
+from .._insert import MAX_SECONDS, Insert
+from .._json import unstorable, without_nul
 from .._store import OutcomeRecord, PickedRow
-from ..context import Context
+from ..context import Child, Context, Signal
 from ..errors import InvalidOutcome, InvalidState, StepTimeout, UnknownJob
 from ..outcomes import Await, Children, Done, Next, Retry, Stop, delay_seconds
 from ..status import Status
@@ -38,6 +42,8 @@ class Attempt:
         self.started = 0.0
         self.cancelled_by_worker = False
         self.reported = False
+        signals = _signals(row.signals)
+        awaited = set(row.awaited_signals or ())
         self.ctx = Context(
             id=row.id,
             fsm=row.fsm,
@@ -49,6 +55,9 @@ class Attempt:
             inserted_at=row.inserted_at,
             app=app,
             errors=row.errors,
+            awaited=[signal for signal in signals if signal.name in awaited],
+            all=signals,
+            children=_children(row.children),
         )
 
     def resolve(self, include: tuple[str, ...]) -> Definition | None:
@@ -72,6 +81,25 @@ class Attempt:
             "fsm": row.fsm, "step": row.step, "instance_id": row.id, "attempt": row.attempt,
             "max_attempts": row.max_attempts, "queue": row.queue,
         }
+
+
+def _signals(rows: list[dict[str, Any]] | None) -> list[Signal]:
+    if not rows:
+        return []
+    return [
+        Signal(row["id"], row["name"], row["payload"], datetime.fromisoformat(row["received_at"]))
+        for row in rows
+    ]
+
+
+def _children(rows: list[dict[str, Any]] | None) -> list[Child]:
+    if not rows:
+        return []
+    return [
+        Child(row["id"], row["fsm"], Status(row["status"]), row["result"],
+              (row.get("error") or {}).get("error"))
+        for row in rows
+    ]
 
 
 def run_sync(attempt: Attempt) -> Any:
@@ -132,12 +160,17 @@ def _fallback_backoff(attempt: int) -> float:
 
 
 def _safe_backoff(backoff: Callable[[int], float], attempt: int) -> float:
+    """Call a custom backoff; fall back to the default when it raises or returns NaN, infinity
+    or more than ``MAX_SECONDS``, none of which the database can schedule."""
     try:
-        return max(float(backoff(attempt)), 0.0)
+        delay = float(backoff(attempt))
     except Exception:
+        delay = math.nan
+    if not math.isfinite(delay) or delay > MAX_SECONDS:
         from .._definition import default_backoff
 
         return default_backoff(attempt)
+    return max(delay, 0.0)
 
 
 def _error_record(row: PickedRow, error: BaseException) -> dict[str, Any]:
@@ -146,20 +179,25 @@ def _error_record(row: PickedRow, error: BaseException) -> dict[str, Any]:
     else:
         message = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
         message = message.removeprefix("builtins.")
+    # An exception's message may hold any text, and jsonb cannot store a NUL character.
     return {
         "at": datetime.now(UTC).isoformat(),
         "attempt": row.attempt,
         "step": row.step,
-        "error": message,
-        "traceback": "".join(traceback.format_exception(error))[-8000:],
+        "error": without_nul(message),
+        "traceback": without_nul("".join(traceback.format_exception(error))[-8000:]),
     }
 
 
 def _json(value: Any, what: str) -> Any:
     try:
-        return pydantic_core.to_jsonable_python(value)
+        jsonable = pydantic_core.to_jsonable_python(value)
     except pydantic_core.PydanticSerializationError as exc:
         raise InvalidOutcome(f"{what} is not JSON-serialisable: {exc}") from None
+    problem = unstorable(value, what) or unstorable(jsonable, what)
+    if problem is not None:
+        raise InvalidOutcome(problem)
+    return jsonable
 
 
 def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRecord:
@@ -176,7 +214,7 @@ def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRe
         record.status = Status.FAILED
         record.error = {
             "at": datetime.now(UTC).isoformat(), "attempt": row.attempt, "step": row.step,
-            "error": f"stopped: {outcome.reason}",
+            "error": without_nul(f"stopped: {outcome.reason}"),
         }
     elif isinstance(outcome, Retry):
         if row.attempt >= row.max_attempts:
@@ -194,13 +232,37 @@ def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRe
         record.step = outcome.step
         record.reset_attempt = True
         record.delay = delay_seconds(outcome.delay, "Next delay") or 0.0
-    elif isinstance(outcome, Await | Children):
-        raise InvalidOutcome(
-            f"{row.fsm}.{row.step} returned {type(outcome).__name__}, which this version of the "
-            "engine does not run yet"
-        )
+    elif isinstance(outcome, Await):
+        names = [outcome.signals] if isinstance(outcome.signals, str) else list(outcome.signals)
+        if not names or not all(isinstance(name, str) and name for name in names):
+            raise InvalidOutcome(
+                f"{row.fsm}.{row.step} returned Await with signals {outcome.signals!r}; name at "
+                "least one signal, as non-empty strings"
+            )
+        record.status = Status.AWAITING
+        record.step = outcome.step
+        record.reset_attempt = True
+        record.awaited = sorted(set(names))
+        record.delay = delay_seconds(outcome.timeout, "Await timeout")
+    elif isinstance(outcome, Children):
+        children = list(outcome.children)
+        for child in children:
+            if not isinstance(child, Insert):
+                raise InvalidOutcome(
+                    f"{row.fsm}.{row.step} returned Children with {child!r}; build each child "
+                    "with job.new(...) or SomeFSM.new(state)"
+                )
+        record.status = Status.AWAITING
+        record.step = outcome.step
+        record.reset_attempt = True
+        record.joining = True
+        record.children = [dataclasses.replace(child, parent_id=row.id) for child in children]
     else:
         raise InvalidOutcome(f"{row.fsm}.{row.step} returned {outcome!r}, which is not an outcome")
+    # Progress (Next, Await, Children) consumes exactly the signals this step was shown as
+    # awaited; a Retry keeps them for the next attempt; a terminal outcome clears the inbox.
+    if record.reset_attempt and attempt.ctx.awaited:
+        record.consumed = [signal.id for signal in attempt.ctx.awaited]
     if telemetry.has_handlers("step.stop"):
         telemetry.execute(
             "step.stop",

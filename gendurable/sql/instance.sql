@@ -122,7 +122,7 @@ wanted AS (
            END AS free
     FROM demand
 ),
-picked AS (
+locked AS (
     SELECT candidate.id
     FROM wanted
     CROSS JOIN LATERAL (
@@ -132,10 +132,26 @@ picked AS (
           AND g.queue = wanted.queue
           AND g.run_at <= now() + make_interval(secs => %(horizon)s)
           AND (g.expires_at IS NULL OR g.expires_at > now())
+          AND (g.concurrency_key IS NULL OR NOT EXISTS (
+              SELECT FROM gen_durable AS busy
+              WHERE busy.concurrency_key = g.concurrency_key AND busy.status = 'running'))
         ORDER BY g.priority, g.run_at, g.id
         LIMIT wanted.free
         FOR UPDATE SKIP LOCKED
     ) AS candidate
+),
+-- At most one row per concurrency key in a batch: the most urgent one.
+picked AS (
+    SELECT id
+    FROM (
+        SELECT locked.id,
+               row_number() OVER (
+                   PARTITION BY coalesce(g.concurrency_key, locked.id::text)
+                   ORDER BY g.priority, g.run_at, g.id) AS rank
+        FROM locked
+        JOIN gen_durable AS g ON g.id = locked.id
+    ) AS ranked
+    WHERE rank = 1
 )
 UPDATE gen_durable AS g
 SET status = 'running',
@@ -147,39 +163,133 @@ SET status = 'running',
 -- hashing a scan of the whole table.
 WHERE g.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING g.id, g.fsm, g.step, g.state, g.queue, g.priority, g.attempt, g.max_attempts,
-          g.timeout, g.correlation_key, g.concurrency_key, g.inserted_at, g.errors;
+          g.timeout, g.correlation_key, g.concurrency_key, g.inserted_at, g.errors,
+          g.awaited_signals,
+          CASE WHEN g.inbox <> '[]' THEN (
+              SELECT jsonb_agg(jsonb_build_object(
+                         'id', s.id, 'name', s.name, 'payload', s.payload,
+                         'received_at', s.received_at) ORDER BY s.id)
+              FROM gen_durable_signals AS s
+              WHERE s.instance_id = g.id) END AS signals,
+          CASE WHEN g.joining THEN (
+              SELECT jsonb_agg(jsonb_build_object(
+                         'id', c.id, 'fsm', c.fsm, 'status', c.status, 'result', c.result,
+                         'error', c.errors -> -1) ORDER BY c.id)
+              FROM gen_durable AS c
+              WHERE c.parent_id = g.id) END AS children;
 
 -- name: instance_apply_outcomes
 -- Apply the outcomes of finished attempts, only where the caller still holds the lease.
+-- Expressions that read the inbox or the children count are evaluated on the row's newest
+-- version, so a signal sent while the step ran is never missed.
 WITH outcome AS (
-    SELECT *
+    SELECT o.id, o.status, o.step, o.state, o.delay, o.reset_attempt, o.result, o.error,
+           o.joining,
+           CASE WHEN o.awaited IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(o.awaited)) END AS awaited,
+           CASE WHEN o.consumed IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(o.consumed)::bigint) END AS consumed
     FROM unnest(
         %(id)s::bigint[], %(status)s::durable_status[], %(step)s::text[], %(state)s::jsonb[],
         %(delay)s::float8[], %(reset_attempt)s::bool[], %(result)s::jsonb[], %(error)s::jsonb[],
-        %(awaited_signals)s::jsonb[])
-        AS o(id, status, step, state, delay, reset_attempt, result, error, awaited_signals)
+        %(awaited)s::jsonb[], %(consumed)s::jsonb[], %(joining)s::bool[])
+        AS o(id, status, step, state, delay, reset_attempt, result, error, awaited, consumed,
+             joining)
+),
+applied AS (
+    UPDATE gen_durable AS g
+    SET status = CASE
+            WHEN g.cancel_requested THEN 'cancelled'
+            WHEN o.status <> 'awaiting' THEN o.status
+            WHEN o.joining AND counted.pending = 0 THEN 'available'::durable_status
+            WHEN o.joining THEN 'awaiting'::durable_status
+            WHEN gen_durable_signal_ready(g.inbox, o.awaited, o.consumed)
+                THEN 'available'::durable_status
+            ELSE 'awaiting'::durable_status END,
+        step = coalesce(o.step, g.step),
+        state = coalesce(o.state, g.state),
+        run_at = CASE
+            WHEN o.status = 'awaiting' AND NOT o.joining
+                 AND NOT gen_durable_signal_ready(g.inbox, o.awaited, o.consumed)
+                THEN CASE WHEN o.delay IS NULL THEN 'infinity'
+                          ELSE now() + make_interval(secs => o.delay) END
+            WHEN o.status = 'awaiting' THEN now()
+            WHEN o.delay IS NULL THEN g.run_at
+            ELSE now() + make_interval(secs => o.delay) END,
+        attempt = CASE WHEN o.reset_attempt THEN 0 ELSE g.attempt END,
+        result = CASE WHEN g.cancel_requested THEN NULL ELSE o.result END,
+        errors = CASE WHEN o.error IS NULL THEN g.errors
+                      ELSE g.errors || jsonb_build_array(o.error) END,
+        finished_at = CASE WHEN g.cancel_requested OR o.status IN ('done', 'failed', 'cancelled')
+                           THEN now() END,
+        awaited_signals = CASE WHEN o.status = 'awaiting' AND NOT o.joining
+                               THEN o.awaited END,
+        inbox = CASE WHEN g.cancel_requested OR o.status IN ('done', 'failed', 'cancelled')
+                     THEN '[]'
+                     WHEN o.consumed IS NULL THEN g.inbox
+                     ELSE gen_durable_inbox_without(g.inbox, o.consumed) END,
+        joining = o.joining,
+        pending_children = CASE WHEN o.joining THEN counted.pending ELSE g.pending_children END,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM outcome AS o
+    -- Children inserted earlier in this transaction are visible here; none has finished yet.
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN o.joining THEN (
+            SELECT count(*) FROM gen_durable AS c
+            WHERE c.parent_id = o.id AND c.finished_at IS NULL) ELSE 0 END AS pending
+    ) AS counted
+    WHERE g.id = o.id
+      -- Repeating the ids as an array lets the planner look rows up by primary key. A lease
+      -- owner implies status running (a CHECK constraint), and naming the status would lead
+      -- the planner to the index of running rows, which is full of dead entries on a busy table.
+      AND g.id = ANY (%(id)s::bigint[])
+      AND g.lease_owner = %(owner)s
+    RETURNING g.id, g.status, g.queue
+),
+-- Consumed signals, and every signal of an instance that ended, leave the inbox table.
+cleared AS (
+    DELETE FROM gen_durable_signals AS s
+    USING applied, outcome AS o
+    WHERE o.id = applied.id
+      AND s.instance_id = applied.id
+      AND (applied.status IN ('done', 'failed', 'cancelled')
+           OR s.id = ANY (o.consumed))
 )
-UPDATE gen_durable AS g
-SET status = CASE WHEN g.cancel_requested THEN 'cancelled' ELSE o.status END,
-    step = coalesce(o.step, g.step),
-    state = coalesce(o.state, g.state),
-    run_at = CASE WHEN o.delay IS NULL THEN g.run_at
-                  ELSE now() + make_interval(secs => o.delay) END,
-    attempt = CASE WHEN o.reset_attempt THEN 0 ELSE g.attempt END,
-    result = CASE WHEN g.cancel_requested THEN NULL ELSE o.result END,
-    errors = CASE WHEN o.error IS NULL THEN g.errors ELSE g.errors || jsonb_build_array(o.error) END,
-    finished_at = CASE WHEN g.cancel_requested OR o.status IN ('done', 'failed', 'cancelled')
-                       THEN now() END,
-    lease_owner = NULL,
-    lease_expires_at = NULL
-FROM outcome AS o
-WHERE g.id = o.id
-  -- Repeating the ids as an array lets the planner look rows up by primary key. A lease owner
-  -- implies status running (a CHECK constraint), and naming the status would lead the planner
-  -- to the index of running rows, which is full of dead entries on a busy table.
-  AND g.id = ANY (%(id)s::bigint[])
-  AND g.lease_owner = %(owner)s
-RETURNING g.id, g.status;
+SELECT id, status, queue FROM applied;
+
+-- name: instance_insert_children
+-- Insert the children of parents whose lease the caller still holds.
+INSERT INTO gen_durable (
+    fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
+    correlation_key, correlation_scope, concurrency_key, rate_limit, rate_partition,
+    weight, parent_id)
+SELECT
+    r.fsm, r.step, r.state, r.queue, r.priority,
+    coalesce(r.run_at, now()) + make_interval(secs => r.delay),
+    r.max_attempts, r.timeout,
+    coalesce(r.expires_at, now() + make_interval(secs => r.expires_in)), r.correlation_key,
+    r.scope::durable_status[],
+    r.concurrency_key, r.rate_limit, r.rate_partition, r.weight, r.parent_id
+FROM unnest(
+    %(fsm)s::text[], %(step)s::text[], %(state)s::jsonb[], %(queue)s::text[],
+    %(priority)s::smallint[], %(run_at)s::timestamptz[], %(delay)s::float8[],
+    %(max_attempts)s::int[], %(timeout)s::float8[], %(expires_at)s::timestamptz[],
+    %(expires_in)s::float8[],
+    %(correlation_key)s::text[], %(scope)s::text[], %(concurrency_key)s::text[],
+    %(rate_limit)s::text[], %(rate_partition)s::text[], %(weight)s::int[],
+    %(parent_id)s::bigint[]
+) WITH ORDINALITY AS r(
+    fsm, step, state, queue, priority, run_at, delay, max_attempts, timeout, expires_at,
+    expires_in, correlation_key, scope, concurrency_key, rate_limit, rate_partition, weight,
+    parent_id, n)
+WHERE EXISTS (
+    SELECT FROM gen_durable AS parent
+    WHERE parent.id = r.parent_id AND parent.lease_owner = %(owner)s)
+ORDER BY r.n
+ON CONFLICT (fsm, correlation_key)
+    WHERE correlation_key IS NOT NULL AND status = ANY (correlation_scope)
+    DO NOTHING;
 
 -- name: instance_release
 -- Hand back the leases of steps a draining worker could not finish; the attempt does not count.

@@ -1,0 +1,257 @@
+"""Durable state machines: a class of steps over a pydantic ``State``, one row per instance.
+
+A step is a method ``(self, state, ctx)`` that returns an outcome. The engine commits the
+outcome and the new state before the next step runs, so a crash re-runs only the step that
+was interrupted, from the state the previous step committed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+import pydantic
+
+from . import _registry
+from ._definition import Backoff, Definition, default_backoff
+from ._insert import (
+    Insert,
+    check_max_attempts,
+    check_priority,
+    check_queue_name,
+    check_scope,
+    check_seconds,
+    expiry,
+    key_value,
+    schedule,
+)
+from .errors import InvalidOption, InvalidOutcome, InvalidState, closest
+from .outcomes import OUTCOME_TYPES, Outcome
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .app import App
+    from .context import Context
+    from .handle import Handle
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STEP_MARK = "__gendurable_step__"
+_START_OPTIONS = (
+    "correlation_key", "concurrency_key", "queue", "priority", "countdown", "eta", "expires",
+    "max_attempts", "timeout", "correlation_scope", "rate_limit", "weight",
+)
+
+
+@overload
+def step(function: F, /) -> F: ...
+
+
+@overload
+def step(*, initial: bool = False) -> Callable[[F], F]: ...
+
+
+def step(function: Any = None, /, *, initial: bool = False) -> Any:
+    """Mark a method of an ``FSM`` subclass as a step; ``initial=True`` marks the first one."""
+
+    def mark(method: F) -> F:
+        if not callable(method):
+            raise InvalidOption(f"@step decorates a method, got {method!r}")
+        setattr(method, _STEP_MARK, {"initial": initial})
+        return method
+
+    return mark(function) if function is not None else mark
+
+
+class _FSMDefinition(Definition):
+    """The engine's view of one FSM class."""
+
+    def __init__(self, cls: type[FSM]) -> None:
+        self.cls = cls
+        self.name = cls.name or f"{cls.__module__}.{cls.__qualname__}"
+        self.queue = check_queue_name(cls.queue)
+        self.priority = check_priority(cls.priority)
+        self.max_attempts = check_max_attempts(cls.max_attempts)
+        self.timeout = check_seconds("timeout", cls.timeout, positive=True)
+        self.backoff = cls.backoff or default_backoff  # type: ignore[assignment]
+        self.correlation_scope = check_scope(cls.correlation_scope)
+        self.steps: dict[str, Callable[..., Any]] = {}
+        initial = []
+        for attribute in dir(cls):
+            member = getattr(cls, attribute, None)
+            mark = getattr(member, _STEP_MARK, None)
+            if mark is None:
+                continue
+            self.steps[attribute] = member  # type: ignore[assignment]
+            if mark["initial"]:
+                initial.append(attribute)
+        if len(initial) != 1:
+            found = ", ".join(initial) if initial else "none"
+            raise InvalidOption(
+                f"FSM {self.name} needs exactly one @step(initial=True), found {found}"
+            )
+        self.initial_step = initial[0]
+        self._async = {name: inspect.iscoroutinefunction(fn) for name, fn in self.steps.items()}
+        state_model = cls.__dict__.get("State") or getattr(cls, "State", None)
+        if not (isinstance(state_model, type) and issubclass(state_model, pydantic.BaseModel)):
+            raise InvalidOption(
+                f"FSM {self.name} needs a nested pydantic model named State "
+                "(class State(BaseModel): ...)"
+            )
+        self.state_model: type[pydantic.BaseModel] = state_model
+
+    def has_step(self, step: str) -> bool:
+        return step in self.steps
+
+    def is_async(self, step: str) -> bool:
+        return self._async[step]
+
+    def run_step(self, step: str, state: Any, ctx: Context) -> Any:
+        return self.steps[step](self.cls(), state, ctx)
+
+    async def run_step_async(self, step: str, state: Any, ctx: Context) -> Any:
+        return await self.steps[step](self.cls(), state, ctx)
+
+    def load_state(self, state: Any) -> Any:
+        try:
+            return self.state_model.model_validate(state)
+        except pydantic.ValidationError as exc:
+            raise InvalidState(
+                f"the stored state of {self.name} no longer validates against its State model: "
+                f"{exc.errors(include_url=False)}; fix the model or migrate the stored rows"
+            ) from None
+
+    def dump_state(self, state: Any) -> Any:
+        if isinstance(state, dict):
+            try:
+                state = self.state_model.model_validate(state)
+            except pydantic.ValidationError as exc:
+                raise InvalidState(
+                    f"a step of {self.name} returned a state that does not validate: "
+                    f"{exc.errors(include_url=False)}"
+                ) from None
+        if not isinstance(state, self.state_model):
+            raise InvalidState(
+                f"a step of {self.name} returned state {state!r}; expected an instance of "
+                f"{self.state_model.__qualname__}"
+            )
+        return state.model_dump(mode="json")
+
+    def to_outcome(self, returned: Any) -> Outcome:
+        if not isinstance(returned, OUTCOME_TYPES):
+            raise InvalidOutcome(
+                f"a step of {self.name} returned {returned!r}; a step returns Next, Retry, "
+                "Await, Children, Done or Stop"
+            )
+        target = getattr(returned, "step", None)
+        if target is not None and target not in self.steps:
+            raise InvalidOutcome(
+                f"{self.name} has no step {target!r}{closest(target, list(self.steps))}"
+            )
+        return returned
+
+
+class FSM:
+    """Base class of durable state machines. Subclass it with a nested ``State`` model and
+    ``@step`` methods; class attributes set the defaults of every instance."""
+
+    name: ClassVar[str | None] = None
+    queue: ClassVar[str] = "default"
+    priority: ClassVar[int] = 0
+    max_attempts: ClassVar[int] = 20
+    timeout: ClassVar[float | timedelta | None] = None
+    backoff: ClassVar[Backoff | None] = None
+    correlation_scope: ClassVar[list[str] | tuple[str, ...] | None] = None
+    _definition: ClassVar[_FSMDefinition]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("__abstract__", False):
+            return
+        definition = _FSMDefinition(cls)
+        cls._definition = definition
+        _registry.register(definition)
+
+    @classmethod
+    def new(cls, state: Any, **options: Any) -> Insert:
+        """Build an unsaved start for ``app.insert_all`` or ``Children``."""
+        definition = cls._definition
+        unknown = set(options) - set(_START_OPTIONS)
+        if unknown:
+            option = sorted(unknown)[0]
+            raise InvalidOption(
+                f"unknown option {option!r} for {definition.name}"
+                + closest(option, _START_OPTIONS) + f"; valid options: {', '.join(_START_OPTIONS)}"
+            )
+        if not isinstance(state, definition.state_model):
+            raise InvalidState(
+                f"{definition.name}.start takes a {definition.state_model.__qualname__}, got "
+                f"{state!r}; build it with {cls.__name__}.State(...)"
+            )
+        delay, run_at = schedule(options.get("countdown"), options.get("eta"))
+        expires_in, expires_at = expiry(options.get("expires"))
+        queue = options.get("queue")
+        priority = options.get("priority")
+        max_attempts = options.get("max_attempts")
+        timeout = options.get("timeout")
+        rate_limit = options.get("rate_limit")
+        partition = None
+        if isinstance(rate_limit, tuple):
+            rate_limit, partition = rate_limit
+
+        def arguments() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            return (state,), {}
+
+        return Insert(
+            fsm=definition.name,
+            step=definition.initial_step,
+            state=definition.dump_state(state),
+            queue=definition.queue if queue is None else check_queue_name(queue),
+            priority=definition.priority if priority is None else check_priority(priority),
+            max_attempts=(
+                definition.max_attempts if max_attempts is None else check_max_attempts(max_attempts)
+            ),
+            timeout=(
+                definition.timeout if timeout is None
+                else check_seconds("timeout", timeout, positive=True)
+            ),
+            delay=delay,
+            run_at=run_at,
+            expires_at=expires_at,
+            expires_in=expires_in,
+            correlation_key=key_value("correlation_key", options.get("correlation_key"), arguments),
+            correlation_scope=(
+                definition.correlation_scope if options.get("correlation_scope") is None
+                else check_scope(options["correlation_scope"])
+            ),
+            concurrency_key=key_value("concurrency_key", options.get("concurrency_key"), arguments),
+            rate_limit=rate_limit,
+            rate_partition=None if partition is None else str(partition),
+            weight=options.get("weight") or 1,
+        )
+
+    @classmethod
+    def start(
+        cls,
+        state: Any,
+        *,
+        connection: psycopg.Connection[Any] | None = None,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
+        **options: Any,
+    ) -> Handle:
+        """Start an instance on the current app; return its handle."""
+        from .app import current_app
+
+        return current_app().start(
+            cls, state, connection=connection, countdown=countdown, eta=eta, **options
+        )
+
+    @classmethod
+    def _app(cls) -> App:
+        from .app import current_app
+
+        return current_app()
