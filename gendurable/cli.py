@@ -263,6 +263,34 @@ def retry_command(app_path: str, instance_id: int) -> None:
     click.echo(f"instance {instance_id}: {state.value}")
 
 
+@main.command("signal")
+@app_option
+@click.argument("fsm")
+@click.argument("key")
+@click.argument("name")
+@click.argument("payload", required=False)
+def signal_command(app_path: str, fsm: str, key: str, name: str, payload: str | None) -> None:
+    """Send signal NAME to the live instance of FSM with correlation key KEY.
+
+    PAYLOAD is JSON. FSM is the name of the class as stored (module.QualName). Exits with 3
+    when no live instance has that key.
+    """
+    app = load_app(app_path)
+    from . import _registry
+
+    try:
+        value = None if payload is None else json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"PAYLOAD must be JSON, got {payload!r}: {exc}") from None
+    if app.signal(fsm, key, name, value):
+        click.echo(f"signal {name} delivered to {fsm} {key}")
+        return
+    known = _registry.registered()
+    hint = "" if fsm in known else closest(fsm, list(known))
+    click.echo(f"no live instance of {fsm} has key {key!r}{hint}; nothing was sent", err=True)
+    sys.exit(EXIT_NOT_FOUND)
+
+
 @main.group()
 def queue() -> None:
     """Pause or resume a queue for every worker."""

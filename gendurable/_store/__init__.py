@@ -7,16 +7,17 @@ takes an optional caller's connection; then it joins that transaction and does n
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from .. import telemetry
 from ..sql import query
 from ..status import Status
 from . import _params
@@ -154,6 +155,19 @@ class Store:
         horizon: float = 0.0,
     ) -> list[PickedRow]:
         """Lease up to ``free[queue]`` due rows of each queue, most urgent first."""
+        return _contended(
+            lambda: self._pick(conn, owner, free, global_limits, lease_seconds, horizon)
+        )
+
+    def _pick(
+        self,
+        conn: Connection,
+        owner: str,
+        free: dict[str, int],
+        global_limits: dict[str, int | None],
+        lease_seconds: float,
+        horizon: float = 0.0,
+    ) -> list[PickedRow]:
         rows = conn.execute(
             query("instance_pick"),
             _params.pick(owner, free, global_limits, lease_seconds, horizon),
@@ -174,8 +188,19 @@ class Store:
 
         One commit serves both, which halves the commits per batch of steps on a busy worker.
         """
+        return _contended(lambda: self._cycle(conn, owner, outcomes, free, global_limits, lease_seconds))
+
+    def _cycle(
+        self,
+        conn: Connection,
+        owner: str,
+        outcomes: Sequence[OutcomeRecord],
+        free: dict[str, int],
+        global_limits: dict[str, int | None],
+        lease_seconds: float,
+    ) -> tuple[dict[int, Status], list[PickedRow]]:
         if not outcomes:
-            return {}, self.pick(conn, owner, free, global_limits, lease_seconds)
+            return {}, self._pick(conn, owner, free, global_limits, lease_seconds)
         if not free:
             return self.apply_outcomes(conn, owner, outcomes), []
         with conn.pipeline(), conn.transaction():
@@ -303,6 +328,31 @@ class Store:
 
     def queue_stats(self) -> list[tuple[Any, ...]]:
         return self._execute("queue_stats", {})
+
+
+T = TypeVar("T")
+
+# Tries of a pick that lost a race for a concurrency key to another worker's pick.
+_CONTENDED_TRIES = 5
+
+
+def _contended(operation: Callable[[], T]) -> T:
+    """Run a pick again when another worker's pick took a row of the same concurrency key.
+
+    The picker skips keys already running, but two picks that start together cannot see each
+    other's rows; the unique index then rejects the second, which rolls back and tries again.
+    """
+    for attempt in range(1, _CONTENDED_TRIES + 1):
+        try:
+            return operation()
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "gen_durable_concurrency_active" or attempt == _CONTENDED_TRIES:
+                raise
+            telemetry.execute(
+                "concurrency.contended", {"count": 1},
+                {"attempt": attempt, "detail": exc.diag.message_detail},
+            )
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -247,8 +247,10 @@ class Worker:
                 attempt = Attempt(row, self.app)
                 self._held[row.id] = attempt
                 attempts.append(attempt)
+            # A batch thinned to one row per concurrency key may leave rows behind it.
+            keyed = {row.queue for row in rows if row.concurrency_key is not None}
             for queue, wanted in wants.items():
-                self._backlog[queue] = picked[queue] >= wanted
+                self._backlog[queue] = picked[queue] >= wanted or queue in keyed
                 self._free_since.pop(queue, None)
         if rows and telemetry.has_handlers("worker.picked"):
             telemetry.execute("worker.picked", {"count": len(rows)},
