@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import inspect
 import logging
@@ -216,8 +217,11 @@ class App:
             self.check_queue(queue)
         results = self._store.insert_many(inserts, connection)
         if inserts and telemetry.has_handlers("insert"):
-            telemetry.execute("insert", {"count": len(inserts)},
-                              {"fsm": inserts[0].fsm, "queue": inserts[0].queue, "count": len(inserts)})
+            # One event per job and queue, so that a mixed batch is not counted as its first.
+            groups = collections.Counter((item.fsm, item.queue) for item in inserts)
+            for (fsm, queue), count in groups.items():
+                telemetry.execute("insert", {"count": count},
+                                  {"fsm": fsm, "queue": queue, "count": count})
         return [Handle(self, instance_id, inserted) for instance_id, inserted in results]
 
     def start(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import logging
@@ -10,12 +11,12 @@ import pkgutil
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from .app import App
-from .errors import GendurableError, closest
+from .errors import GendurableError, NoSuchInstance, closest
 
 # Exit codes, named so that scripts and tests can tell them apart.
 EXIT_OK = 0
@@ -38,12 +39,15 @@ def load_app(path: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            raise click.UsageError(
-                f"app module {module_name!r} not found{_nearest_module(module_name)}; -A takes "
-                "module:attribute, importable from the current directory"
-            ) from None
-        raise
+        missing = exc.name
+        # Only a missing app module or package is a usage error. A module that the app module
+        # imports and that is missing is a bug in the app, shown with its traceback.
+        if missing is None or not (module_name == missing or module_name.startswith(missing + ".")):
+            raise
+        raise click.UsageError(
+            f"app module {module_name!r} not found{_nearest_module(module_name, missing)}; -A "
+            "takes module:attribute, importable from the current directory"
+        ) from None
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
         candidates = [name for name, value in vars(module).items() if isinstance(value, App)]
@@ -61,8 +65,12 @@ def load_app(path: str) -> App:
     return app
 
 
-def _nearest_module(name: str) -> str:
-    parent, _, leaf = name.rpartition(".")
+def _nearest_module(name: str, missing: str) -> str:
+    """Suggest a fix for ``missing``, the first part of module path ``name`` not found.
+
+    Returns " (did you mean 'x'?)", with the rest of ``name`` kept, or an empty string.
+    """
+    parent, _, leaf = missing.rpartition(".")
     try:
         if parent:
             package = importlib.import_module(parent)
@@ -71,8 +79,11 @@ def _nearest_module(name: str) -> str:
             names = [m.name for m in pkgutil.iter_modules([os.getcwd()])]
     except ImportError:
         return ""
-    match = closest(leaf, names)
-    return match.replace("'", f"'{parent}." if parent else "'", 1) if match else ""
+    matches = difflib.get_close_matches(leaf, sorted(names), n=1, cutoff=0.6)
+    if not matches:
+        return ""
+    suggestion = (f"{parent}." if parent else "") + matches[0] + name[len(missing):]
+    return f" (did you mean {suggestion!r}?)"
 
 
 def _setup_logging(level: str) -> None:
@@ -220,6 +231,12 @@ def status(app_path: str) -> None:
         )
 
 
+def _fail(exc: GendurableError) -> NoReturn:
+    """Print the error and exit: 3 when the instance does not exist, 1 otherwise."""
+    click.echo(str(exc), err=True)
+    sys.exit(EXIT_NOT_FOUND if isinstance(exc, NoSuchInstance) else EXIT_FAILURE)
+
+
 def _instance_command(name: str, help_text: str) -> Any:
     def decorate(function: Any) -> Any:
         function = click.argument("instance_id", type=int)(function)
@@ -235,8 +252,7 @@ def inspect_command(app_path: str, instance_id: int) -> None:
     try:
         row = app.inspect(instance_id)
     except GendurableError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_NOT_FOUND)
+        _fail(exc)
     click.echo(json.dumps(row, indent=2, default=str))
 
 
@@ -246,8 +262,7 @@ def cancel_command(app_path: str, instance_id: int) -> None:
     try:
         state = app.cancel(instance_id)
     except GendurableError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_NOT_FOUND)
+        _fail(exc)
     click.echo(f"instance {instance_id}: {state.value}"
                + (" (asked to stop)" if state.value == "running" else ""))
 
@@ -258,8 +273,7 @@ def retry_command(app_path: str, instance_id: int) -> None:
     try:
         state = app.retry(instance_id)
     except GendurableError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_NOT_FOUND)
+        _fail(exc)
     click.echo(f"instance {instance_id}: {state.value}")
 
 

@@ -15,6 +15,10 @@ class ConfigurationError(GendurableError):
     """A setting, option or app path is invalid."""
 
 
+class MigrationError(GendurableError):
+    """The database's schema cannot be brought to this version's."""
+
+
 class InvalidArguments(GendurableError):
     """The arguments of an insert do not fit the job's signature or are not JSON."""
 

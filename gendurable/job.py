@@ -56,6 +56,7 @@ class _Arguments:
     def __init__(self, function: Callable[..., Any], name: str) -> None:
         signature = inspect.signature(function)
         self.wants_ctx = "ctx" in signature.parameters
+        self.full_signature = signature
         parameters = [p for p in signature.parameters.values() if p.name != "ctx"]
         self.signature = signature.replace(parameters=parameters)
         self.parameters = parameters
@@ -107,15 +108,22 @@ class _Arguments:
             raise InvalidArguments(f"invalid arguments for {name}: {problem}; nothing was inserted")
         return dumped
 
-    def call_arguments(self, stored: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        """Turn stored JSON arguments back into positional and keyword arguments."""
+    def call_arguments(
+        self, stored: dict[str, Any], ctx: Any = None
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Turn stored JSON arguments (and the context, if wanted) into a call's arguments."""
         validated = self.model.model_validate(stored)
+        values = {}
+        for parameter in self.full_signature.parameters.values():
+            if parameter.name == "ctx":
+                if self.wants_ctx:
+                    values["ctx"] = ctx
+            elif parameter.name in stored:
+                values[parameter.name] = getattr(validated, parameter.name)
         # BoundArguments puts each parameter where its kind needs it: a parameter before
-        # *args must go positionally, or the call gets "multiple values" for it.
-        bound = inspect.BoundArguments(
-            self.signature,
-            {p.name: getattr(validated, p.name) for p in self.parameters if p.name in stored},
-        )
+        # *args (or after a leading ctx) must go positionally, or the call gets "multiple
+        # values" for it.
+        bound = inspect.BoundArguments(self.full_signature, values)  # type: ignore[arg-type]
         return list(bound.args), dict(bound.kwargs)
 
 
@@ -281,10 +289,7 @@ class DurableJob(Definition, Generic[P, R]):
         return self._async
 
     def _call(self, state: dict[str, Any], ctx: Context) -> tuple[list[Any], dict[str, Any]]:
-        args, kwargs = self._arguments.call_arguments(state.get("args", {}))
-        if self._arguments.wants_ctx:
-            kwargs["ctx"] = ctx
-        return args, kwargs
+        return self._arguments.call_arguments(state.get("args", {}), ctx)
 
     def run_step(self, step: str, state: Any, ctx: Context) -> Any:
         args, kwargs = self._call(state, ctx)

@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from .errors import MigrationError
+
 logger = logging.getLogger("gendurable")
 
 # An arbitrary constant shared by every gendurable process: the key of the migration lock.
@@ -79,10 +81,12 @@ def migrate(conninfo: str) -> list[Migration]:
         for migration in migrations():
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
-                    logger.warning(
-                        "migration %04d_%s changed since it was applied; before 1.0 a changed "
-                        "schema needs a fresh database (drop the gen_durable tables and migrate)",
-                        migration.version, migration.name,
+                    raise MigrationError(
+                        f"migration {migration.version:04d}_{migration.name} applied to this "
+                        "database differs from the one in this version of gendurable; before "
+                        "1.0 migrations are edited in place, so a database made by another "
+                        "version needs to be recreated: use a fresh database (or delete the "
+                        "embedded server's data folder) and run gendurable migrate"
                     )
                 continue
             conn.execute(migration.sql)  # type: ignore[call-overload]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._insert import MAX_SECONDS
 
 
 class Settings(BaseSettings):
@@ -42,3 +45,14 @@ class Settings(BaseSettings):
     @classmethod
     def _seconds(cls, value: object) -> object:
         return value.total_seconds() if isinstance(value, timedelta) else value
+
+    @field_validator(
+        "lease_timeout", "poll_interval", "reaper_interval", "gc_interval", "gc_retention",
+        "shutdown_grace",
+    )
+    @classmethod
+    def _schedulable(cls, value: float) -> float:
+        # The database adds these to now(): infinity or centuries overflow its interval type.
+        if not math.isfinite(value) or value > MAX_SECONDS:
+            raise ValueError(f"must be a finite number of seconds up to {MAX_SECONDS:.0f} (1000 years)")
+        return value

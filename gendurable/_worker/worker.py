@@ -188,6 +188,18 @@ class Worker:
                     break
                 connection.lost(exc)
                 continue
+            except Exception:
+                # A bug or a schema that does not match this version: keep the outcomes, say
+                # so once a second, and let the operator fix it while leases stay extended.
+                with self._cond:
+                    self._outcomes[:0] = batch
+                    self._woken = True
+                logger.exception(
+                    "feeder failed to apply outcomes or pick rows; retrying in 1 s (is the "
+                    "schema migrated with this version of gendurable?)")
+                if self._stopped.wait(1.0):
+                    break
+                continue
             if batch:
                 self._applied(batch, statuses)
             if wants and poll_due:
