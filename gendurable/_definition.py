@@ -14,6 +14,7 @@ from .outcomes import Outcome
 
 if TYPE_CHECKING:
     from .context import Context
+    from .schedules import Schedule
 
 Backoff = Callable[[int], float]
 
@@ -43,6 +44,8 @@ class Definition:
     timeout: float | None = None
     backoff: Backoff = staticmethod(default_backoff)
     initial_step: str
+    # Set on jobs and FSMs declared with cron= or every=.
+    schedule: Schedule | None = None
 
     def has_step(self, step: str) -> bool:
         raise NotImplementedError

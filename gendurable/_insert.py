@@ -13,8 +13,8 @@ from .status import LIVE, Status
 
 DEFAULT_SCOPE: tuple[str, ...] = tuple(status.value for status in LIVE)
 
-# The longest countdown, expiry, timeout or outcome delay accepted: 1000 years, far beyond any
-# real schedule and far inside what PostgreSQL's interval and timestamptz types can hold.
+# The maximum countdown, expiry, timeout or outcome delay: 1000 years. That is far beyond any
+# real schedule, and far inside what PostgreSQL's interval and timestamptz types can store.
 MAX_SECONDS = 1000 * 365 * 86400.0
 # max_attempts and weight are PostgreSQL integer (int4) columns.
 MAX_INT4 = 2**31 - 1

@@ -14,7 +14,7 @@ from typing import Any
 def unstorable(value: Any, where: str = "value") -> str | None:
     """Describe the first part of ``value`` that ``jsonb`` cannot store, or return None.
 
-    Walks dicts, lists, tuples and sets; other objects are left to the JSON serialiser.
+    Walks dicts, lists, tuples and sets, and leaves other objects to the JSON serialiser.
     """
     pending: list[tuple[Any, str]] = [(value, where)]
     while pending:

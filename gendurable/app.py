@@ -73,6 +73,7 @@ class App:
         *,
         queues: dict[str, Queue | int] | None = None,
         include: Iterable[str] | None = None,
+        beat_schedule: dict[str, dict[str, Any]] | None = None,
         **settings: Any,
     ) -> None:
         global _current
@@ -97,6 +98,10 @@ class App:
             for name, value in (queues or {}).items()
         }
         self.include = tuple(include) if include is not None else _caller_package()
+        # Celery's format: {"name": {"task": ..., "schedule": crontab(...) | timedelta | seconds,
+        # "args": ..., "kwargs": ..., "options": ...}}; beat reads it when it starts.
+        self.beat_schedule: dict[str, dict[str, Any]] = dict(beat_schedule or {})
+        self._wakeup: Any = None
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._pool_lock = threading.Lock()
         self._url: str | None = self.settings.database_url
@@ -144,9 +149,25 @@ class App:
             self._store_instance = Store(self.pool)
         return self._store_instance
 
+    @property
+    def wakeup(self) -> Any:
+        """The wakeup channel: publishes "work is due in this queue" to workers."""
+        if self._wakeup is None:
+            from ._wakeup import channel
+
+            self._wakeup = channel(self)
+        return self._wakeup
+
+    def wake(self, queues: Iterable[str]) -> None:
+        """Tell workers of ``queues`` that rows may be due (a hint: losing it costs one poll)."""
+        self.wakeup.publish(sorted(set(queues)))
+
     def close(self) -> None:
         """Close the connection pool (the embedded server stops when its last process exits)."""
         with self._pool_lock:
+            if self._wakeup is not None:
+                self._wakeup.close()
+                self._wakeup = None
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
@@ -198,6 +219,8 @@ class App:
         """Write one unsaved insert; with ``connection``, inside the caller's transaction."""
         self.check_queue(insert.queue)
         instance_id, inserted = self._store.insert(insert, connection)
+        if inserted and self.wakeup.needs_insert_wakeups:
+            self.wakeup.publish([insert.queue])
         if telemetry.has_handlers("insert"):
             telemetry.execute("insert", {"count": 1},
                               {"fsm": insert.fsm, "queue": insert.queue, "count": 1})
@@ -216,6 +239,8 @@ class App:
         for queue in {item.queue for item in inserts}:
             self.check_queue(queue)
         results = self._store.insert_many(inserts, connection)
+        if inserts and self.wakeup.needs_insert_wakeups:
+            self.wakeup.publish(sorted({item.queue for item in inserts}))
         if inserts and telemetry.has_handlers("insert"):
             # One event per job and queue, so that a mixed batch is not counted as its first.
             groups = collections.Counter((item.fsm, item.queue) for item in inserts)
@@ -267,6 +292,8 @@ class App:
             )
         payload = json_payload(payload)
         delivered = self._store.signal(fsm_name, correlation_key, name, payload, connection)
+        if delivered and delivered[1] is Status.AVAILABLE and self.wakeup.needs_insert_wakeups:
+            self.wake([delivered[2]])
         telemetry.execute(
             "signal", {"count": 1 if delivered else 0},
             {"fsm": fsm_name, "correlation_key": correlation_key, "name": name,
@@ -287,6 +314,8 @@ class App:
     def cancel(self, instance_id: int, connection: psycopg.Connection[Any] | None = None) -> Status:
         """Cancel a waiting instance at once, or ask a running one to stop; return the status."""
         status = self._store.cancel(instance_id, connection)
+        if status is Status.RUNNING and self.wakeup.needs_insert_wakeups:
+            self.wakeup.publish_cancel(instance_id)
         if status is not None:
             return status
         row = self._store.status(instance_id)
@@ -296,7 +325,15 @@ class App:
 
     def retry(self, instance_id: int) -> Status:
         """Run a finished or waiting instance again now, with fresh attempts."""
-        status = self._store.retry(instance_id)
+        try:
+            status = self._store.retry(instance_id)
+        except psycopg.errors.UniqueViolation:
+            # Only the correlation index can fail here: a finished row came back into its
+            # scope while a newer live row holds the key.
+            raise InstanceConflict(
+                f"instance {instance_id} cannot be retried: another live instance holds its "
+                "correlation key; cancel that one first or insert a new call"
+            ) from None
         if status is None:
             row = self._store.status(instance_id)
             if row is None:
@@ -315,6 +352,8 @@ class App:
 
     def resume_queue(self, queue: str) -> None:
         self._store.set_paused(queue, False)
+        if self.wakeup.needs_insert_wakeups:
+            self.wakeup.publish([queue])
 
     # Testing and processes.
 

@@ -207,6 +207,14 @@ def status(app_path: str) -> None:
     app = load_app(app_path)
     rows = app._store.queue_stats()
     paused = set(app._store.paused_queues())
+    schedules = app._store.schedules()
+    if schedules:
+        click.echo(f"{'schedule':<40} {'when':<32} {'last tick':<26} {'next tick':<26}")
+        for name, spec, _, last_tick, _, next_tick in schedules:
+            last = "-" if last_tick is None else last_tick.isoformat(timespec="seconds")
+            upcoming = "-" if next_tick is None else next_tick.isoformat(timespec="seconds")
+            click.echo(f"{name:<40} {spec:<32} {last:<26} {upcoming:<26}")
+        click.echo("")
     if not rows and not paused:
         click.echo("no instances")
         return

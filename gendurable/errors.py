@@ -43,6 +43,10 @@ class InvalidOutcome(GendurableError):
     """A step returned something that is not an outcome, or named a step that does not exist."""
 
 
+class InstanceConflict(GendurableError):
+    """Another live instance holds the correlation key that the operation needs."""
+
+
 class NoSuchInstance(GendurableError):
     """No live instance has the given id or correlation key."""
 

@@ -8,27 +8,33 @@ was interrupted, from the state the previous step committed.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import pydantic
+import pydantic_core
 
 from . import _registry
 from ._definition import Backoff, Definition, default_backoff
+from ._json import unstorable
 from ._insert import (
     Insert,
     check_max_attempts,
     check_priority,
     check_queue_name,
+    check_rate_limit,
     check_scope,
     check_seconds,
+    check_weight,
     expiry,
     key_value,
     schedule,
 )
 from .errors import InvalidOption, InvalidOutcome, InvalidState, closest
 from .outcomes import OUTCOME_TYPES, Outcome
+from .schedules import Schedule
 
 if TYPE_CHECKING:
     import psycopg
@@ -71,11 +77,18 @@ class _FSMDefinition(Definition):
 
     def __init__(self, cls: type[FSM]) -> None:
         self.cls = cls
-        self.name = cls.name or f"{cls.__module__}.{cls.__qualname__}"
+        # Only a name set on this class counts: a subclass that inherited its base's name would
+        # replace the base in the registry, and rows of the base would run the subclass.
+        self.name = cls.__dict__.get("name") or f"{cls.__module__}.{cls.__qualname__}"
         self.queue = check_queue_name(cls.queue)
         self.priority = check_priority(cls.priority)
         self.max_attempts = check_max_attempts(cls.max_attempts)
         self.timeout = check_seconds("timeout", cls.timeout, positive=True)
+        if cls.backoff is not None and not callable(cls.backoff):
+            raise InvalidOption(
+                f"FSM {self.name}: backoff must be a callable of the attempt number, got "
+                f"{cls.backoff!r}"
+            )
         self.backoff = cls.backoff or default_backoff  # type: ignore[assignment]
         self.correlation_scope = check_scope(cls.correlation_scope)
         self.steps: dict[str, Callable[..., Any]] = {}
@@ -85,6 +98,11 @@ class _FSMDefinition(Definition):
             mark = getattr(member, _STEP_MARK, None)
             if mark is None:
                 continue
+            if hasattr(FSM, attribute):
+                raise InvalidOption(
+                    f"FSM {self.name}: the step {attribute!r} hides FSM.{attribute}; give the "
+                    "step another name"
+                )
             self.steps[attribute] = member  # type: ignore[assignment]
             if mark["initial"]:
                 initial.append(attribute)
@@ -102,6 +120,13 @@ class _FSMDefinition(Definition):
                 "(class State(BaseModel): ...)"
             )
         self.state_model: type[pydantic.BaseModel] = state_model
+        self.schedule: Schedule | None = None
+        if cls.cron is not None or cls.every is not None:
+            self.schedule = Schedule(
+                name=self.name, target=self.name, cron=cls.cron, timezone=cls.timezone,
+                every=check_seconds("every", cls.every, positive=True),
+                kwargs=dict(cls.schedule_state or {}), misfire=cls.misfire,  # type: ignore[arg-type]
+            )
 
     def has_step(self, step: str) -> bool:
         return step in self.steps
@@ -117,7 +142,7 @@ class _FSMDefinition(Definition):
 
     def load_state(self, state: Any) -> Any:
         try:
-            return self.state_model.model_validate(state)
+            return self._validate_json(state)
         except pydantic.ValidationError as exc:
             raise InvalidState(
                 f"the stored state of {self.name} no longer validates against its State model: "
@@ -125,20 +150,48 @@ class _FSMDefinition(Definition):
             ) from None
 
     def dump_state(self, state: Any) -> Any:
+        """Return ``state`` (a State or a dict) as the JSON to store, after checking that
+        the stored form loads again; raise InvalidState otherwise.
+
+        ``model_copy(update=...)``, ``model_construct`` and attribute assignment skip
+        validation, so a State instance is validated again here, as the next load will.
+        """
         if isinstance(state, dict):
             try:
                 state = self.state_model.model_validate(state)
             except pydantic.ValidationError as exc:
                 raise InvalidState(
-                    f"a step of {self.name} returned a state that does not validate: "
-                    f"{exc.errors(include_url=False)}"
+                    f"state {state!r} of {self.name} does not validate against its State "
+                    f"model: {exc.errors(include_url=False)}"
                 ) from None
         if not isinstance(state, self.state_model):
             raise InvalidState(
-                f"a step of {self.name} returned state {state!r}; expected an instance of "
-                f"{self.state_model.__qualname__}"
+                f"state {state!r} of {self.name} is not an instance of "
+                f"{self.state_model.__qualname__}; build it with "
+                f"{self.cls.__name__}.State(...)"
             )
-        return state.model_dump(mode="json")
+        try:
+            # Without warnings: a wrongly typed field is reported below, as a validation error.
+            loaded = state.model_dump(warnings=False)
+            dumped = state.model_dump(mode="json", warnings=False)
+        except pydantic_core.PydanticSerializationError as exc:
+            raise InvalidState(f"state {state!r} of {self.name} is not JSON-serialisable: {exc}") from None
+        problem = unstorable(loaded, "state") or unstorable(dumped, "state")
+        if problem is not None:
+            raise InvalidState(f"{self.name}: {problem}")
+        try:
+            self._validate_json(dumped)
+        except pydantic.ValidationError as exc:
+            raise InvalidState(
+                f"state {state!r} of {self.name} does not validate against its State model: "
+                f"{exc.errors(include_url=False)}"
+            ) from None
+        return dumped
+
+    def _validate_json(self, stored: Any) -> pydantic.BaseModel:
+        # The stored state is JSON, so it is validated as JSON: a strict model then accepts a
+        # datetime stored as its ISO text, as it would from any JSON input.
+        return self.state_model.model_validate_json(json.dumps(stored))
 
     def to_outcome(self, returned: Any) -> Outcome:
         if not isinstance(returned, OUTCOME_TYPES):
@@ -165,6 +218,13 @@ class FSM:
     timeout: ClassVar[float | timedelta | None] = None
     backoff: ClassVar[Backoff | None] = None
     correlation_scope: ClassVar[list[str] | tuple[str, ...] | None] = None
+    # Periodic starts: a cron expression in ``timezone`` or an interval in seconds, each
+    # starting an instance with ``schedule_state`` (the State's defaults when None).
+    cron: ClassVar[str | None] = None
+    every: ClassVar[float | timedelta | None] = None
+    timezone: ClassVar[str] = "UTC"
+    misfire: ClassVar[str] = "latest"
+    schedule_state: ClassVar[dict[str, Any] | None] = None
     _definition: ClassVar[_FSMDefinition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -200,7 +260,13 @@ class FSM:
         rate_limit = options.get("rate_limit")
         partition = None
         if isinstance(rate_limit, tuple):
+            if len(rate_limit) != 2:
+                raise InvalidOption(
+                    f"rate_limit must be a bucket name or (name, partition), got {rate_limit!r}"
+                )
             rate_limit, partition = rate_limit
+        rate_limit = check_rate_limit(rate_limit)
+        weight = options.get("weight")
 
         def arguments() -> tuple[tuple[Any, ...], dict[str, Any]]:
             return (state,), {}
@@ -230,7 +296,7 @@ class FSM:
             concurrency_key=key_value("concurrency_key", options.get("concurrency_key"), arguments),
             rate_limit=rate_limit,
             rate_partition=None if partition is None else str(partition),
-            weight=options.get("weight") or 1,
+            weight=1 if weight is None else check_weight(weight),
         )
 
     @classmethod

@@ -7,7 +7,7 @@ against the function's signature with pydantic when inserted and again when run.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
@@ -32,6 +32,7 @@ from ._insert import (
 )
 from .errors import InvalidArguments, InvalidOption, InvalidOutcome
 from .outcomes import OUTCOME_TYPES, Done, Outcome
+from .schedules import Schedule
 
 if TYPE_CHECKING:
     import psycopg
@@ -90,8 +91,8 @@ class _Arguments:
             ) from None
         try:
             validated = self.model.model_validate(dict(bound.arguments))
-            # The Python form still holds NaN and infinity, which the JSON form turns into
-            # null (or keeps as a token PostgreSQL rejects); the JSON form holds bytes as text.
+            # The Python form still contains NaN and infinity, which the JSON form turns into
+            # null or into a token that PostgreSQL rejects. The JSON form contains bytes as text.
             loaded = validated.model_dump(exclude_unset=True)
             dumped: dict[str, Any] = validated.model_dump(mode="json", exclude_unset=True)
         except pydantic.ValidationError as exc:
@@ -156,6 +157,10 @@ class DurableJob(Definition, Generic[P, R]):
         correlation_key: str | Callable[..., str | None] | None = None,
         correlation_scope: list[str] | tuple[str, ...] | None = None,
         concurrency_key: str | Callable[..., str | None] | None = None,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        misfire: str = "latest",
     ) -> None:
         self.function = function
         self.name = name or f"{function.__module__}.{function.__qualname__}"
@@ -179,6 +184,14 @@ class DurableJob(Definition, Generic[P, R]):
         self.__module__ = function.__module__
         self.__doc__ = function.__doc__
         self.__wrapped__ = function
+        self.schedule: Schedule | None = None
+        if cron is not None or every is not None:
+            # A periodic job is called with no arguments, so every parameter needs a default.
+            self._arguments.dump(self.name, (), {})
+            self.schedule = Schedule(
+                name=self.name, target=self.name, cron=cron, timezone=timezone,
+                every=check_seconds("every", every, positive=True), misfire=misfire,  # type: ignore[arg-type]
+            )
         _registry.register(self)
 
     def __repr__(self) -> str:
@@ -210,6 +223,11 @@ class DurableJob(Definition, Generic[P, R]):
         **options: Any,
     ) -> Handle:
         """Insert a call with options; with ``connection``, inside the caller's transaction."""
+        # tuple("ab") would quietly make two arguments of one string.
+        if args is not None and not isinstance(args, list | tuple):
+            raise InvalidArguments(f"args of {self.name} must be a list or tuple, got {args!r}")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise InvalidArguments(f"kwargs of {self.name} must be a dict, got {kwargs!r}")
         insert = self._build(
             tuple(args or ()), dict(kwargs or {}), {"countdown": countdown, "eta": eta, **options}
         )

@@ -36,11 +36,21 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="Seconds a draining worker waits for running steps."
     )
+    timezone: str = Field(
+        default="UTC", description="Time zone of beat_schedule crontabs that name none."
+    )
+    beat_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between scheduler passes of beat."
+    )
+    wakeup: str = Field(
+        default="postgres",
+        description="Wakeup channel: postgres (LISTEN/NOTIFY), or a redis:// or amqp:// URL.",
+    )
     pool_size: int = Field(default=4, ge=1, description="Connections the app's pool keeps open.")
 
     @field_validator(
         "lease_timeout", "poll_interval", "reaper_interval", "gc_interval", "gc_retention",
-        "shutdown_grace", mode="before",
+        "shutdown_grace", "beat_interval", mode="before",
     )
     @classmethod
     def _seconds(cls, value: object) -> object:
@@ -52,7 +62,8 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _schedulable(cls, value: float) -> float:
-        # The database adds these to now(): infinity or centuries overflow its interval type.
+        # The database adds these to now(), and its interval type cannot store infinity or a
+        # value far beyond MAX_SECONDS.
         if not math.isfinite(value) or value > MAX_SECONDS:
             raise ValueError(f"must be a finite number of seconds up to {MAX_SECONDS:.0f} (1000 years)")
         return value

@@ -176,6 +176,27 @@ CREATE TRIGGER gen_durable_child_finished
           AND NEW.finished_at IS NOT NULL AND OLD.finished_at IS NULL)
     EXECUTE FUNCTION gen_durable_child_finished();
 
+-- Periodic schedules as beats last saw them. A schedule fires its ticks strictly after
+-- max(registered_at, last_tick), so a schedule added or a beat restarted never fires early.
+CREATE TABLE gen_durable_schedules (
+    name           text PRIMARY KEY,
+    spec           text NOT NULL,
+    registered_at  timestamptz NOT NULL DEFAULT now(),
+    last_tick      timestamptz,
+    last_fired_at  timestamptz,
+    next_tick      timestamptz
+);
+
+-- One row per fired tick: the primary key makes "each tick fires once" a database invariant,
+-- however many beats run and whatever connection drops mid-tick.
+CREATE TABLE gen_durable_ticks (
+    schedule     text NOT NULL,
+    tick         timestamptz NOT NULL,
+    instance_id  bigint,
+    fired_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schedule, tick)
+);
+
 -- Cluster-wide queue switches; a queue with no row here is not paused.
 CREATE TABLE gen_durable_queues (
     name        text PRIMARY KEY,

@@ -1,4 +1,5 @@
-"""The beat loops: the reaper every ``reaper_interval`` and GC every ``gc_interval``.
+"""The beat loops: the scheduler every ``beat_interval``, the reaper every ``reaper_interval``
+and GC every ``gc_interval``.
 
 Any number of beats may run: the reaper and GC lock the rows they change with SKIP LOCKED,
 so two beats never handle one row twice.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from .._worker.connection import LOST
 from .gc import sweep_once
 from .reaper import reap_once
+from .scheduler import Scheduler
 
 if TYPE_CHECKING:
     from ..app import App
@@ -24,17 +26,22 @@ logger = logging.getLogger("gendurable.beat")
 class Beat:
     """Runs the beat loops in background threads until ``stop()``."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, scheduler: Scheduler | None = None) -> None:
         self.app = app
         self._stop = threading.Event()
         settings = app.settings
+        self.scheduler = scheduler or Scheduler(app)
         self._threads = [
+            self._loop("scheduler", settings.beat_interval, self._schedule),
             self._loop("reaper", settings.reaper_interval, lambda: reap_once(app._store)),
             self._loop(
                 "gc", settings.gc_interval,
                 lambda: sweep_once(app._store, settings.gc_retention, settings.gc_batch),
             ),
         ]
+
+    def _schedule(self) -> int:
+        return len(self.scheduler.run_once())
 
     def _loop(self, name: str, interval: float, work: Callable[[], int]) -> threading.Thread:
         def run() -> None:
@@ -57,6 +64,10 @@ class Beat:
         return threading.Thread(target=run, name=f"gendurable-beat-{name}", daemon=True)
 
     def start(self) -> None:
+        for line in self.scheduler.describe():
+            logger.info("schedule %s", line)
+        if not self.scheduler.schedules:
+            logger.info("no periodic schedules declared")
         logger.info(
             "beat started: reaper every %.1f s, gc every %.1f s keeping finished rows %.0f s",
             self.app.settings.reaper_interval, self.app.settings.gc_interval,

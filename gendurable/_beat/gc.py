@@ -19,6 +19,7 @@ def sweep_once(store: Store, retention_seconds: float, batch: int) -> int:
         total += count
         if count < batch:
             break
+    store._execute("schedule_prune_ticks", {"retention_seconds": retention_seconds})
     if total:
         telemetry.execute("gc.swept", {"count": total}, {"count": total})
     return total

@@ -274,15 +274,16 @@ class Store:
         name: str,
         payload: Any,
         connection: Connection | None = None,
-    ) -> tuple[int, Status] | None:
-        """Deliver a signal; return (instance id, status after) or None when no live instance."""
+    ) -> tuple[int, Status, str] | None:
+        """Deliver a signal; return (instance id, status after, queue), or None when no live
+        instance has the key."""
         rows = self._execute(
             "signal_send",
             {"fsm": fsm, "correlation_key": correlation_key, "name": name,
              "payload": Jsonb(payload)},
             connection,
         )
-        return (int(rows[0][0]), Status(rows[0][1])) if rows else None
+        return (int(rows[0][0]), Status(rows[0][1]), rows[0][2]) if rows else None
 
     def gc_sweep(self, retention_seconds: float, batch: int) -> int:
         """Delete one batch of old terminal rows; return how many went."""
@@ -325,6 +326,9 @@ class Store:
 
     def paused_queues(self) -> list[str]:
         return [row[0] for row in self._execute("queue_list_paused", {})]
+
+    def schedules(self) -> list[tuple[Any, ...]]:
+        return self._execute("schedule_list", {})
 
     def queue_stats(self) -> list[tuple[Any, ...]]:
         return self._execute("queue_stats", {})

@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .._worker.connection import LOST, Reconnecting
+
+if TYPE_CHECKING:
+    from ..app import App
 
 logger = logging.getLogger("gendurable.worker")
 
@@ -77,3 +81,24 @@ class Listener(threading.Thread):
 
 class _ListenerLost(Exception):
     pass
+
+
+class NotifyPublisher:
+    """Wakeups by NOTIFY on the app's pool. Inserts need none: a trigger sends them on commit."""
+
+    needs_insert_wakeups = False
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def publish(self, queues: list[str]) -> None:
+        with self._app.pool.connection() as conn:
+            for queue in queues:
+                conn.execute("SELECT pg_notify(%s, %s)", (WORK_CHANNEL, queue))
+
+    def publish_cancel(self, instance_id: int) -> None:
+        with self._app.pool.connection() as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, str(instance_id)))
+
+    def close(self) -> None:
+        pass

@@ -7,9 +7,11 @@ import queue
 import time
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .._store import OutcomeRecord
+import psycopg
+
+from .._store import OutcomeRecord, PickedRow
 from ..sql import query
 from ..status import Status
 from . import runner
@@ -49,14 +51,23 @@ def drain(app: App, queues: list[str] | None, with_scheduled: bool, timeout: flo
                 if not rows:
                     break
                 records = []
-                for row in rows:
+                for index, row in enumerate(rows):
                     attempt = Attempt(row, app)
                     if attempt.resolve(app.include) is None:
                         runner.start(attempt)
                         records.append(runner.finish(attempt, None, None))
                         continue
                     executor.submit(attempt)
-                    _, record = finished.get()
+                    try:
+                        _, record = finished.get(timeout=max(deadline - time.monotonic(), 0.0))
+                    except queue.Empty:
+                        _give_up(app, conn, owner, executor, records, rows[index:])
+                        raise TimeoutError(
+                            f"drain() timed out after {timeout} s while instance {row.id} "
+                            f"({row.fsm}) was still running; its row and the {len(rows) - index - 1} "
+                            "not yet started are available again, and the step may still finish "
+                            "in the background"
+                        ) from None
                     if record is not None:
                         records.append(record)
                 statuses = app._store.apply_outcomes(conn, owner, records)
@@ -70,6 +81,20 @@ def drain(app: App, queues: list[str] | None, with_scheduled: bool, timeout: flo
     finally:
         executor.stop()
     return dict(counts)
+
+
+def _give_up(
+    app: App,
+    conn: psycopg.Connection[Any],
+    owner: str,
+    executor: Executor,
+    records: list[OutcomeRecord],
+    unfinished: list[PickedRow],
+) -> None:
+    """Apply the outcomes gathered so far and hand back the leases of the rest of the batch."""
+    executor.abandon()
+    app._store.apply_outcomes(conn, owner, records)
+    app._store.release(conn, owner, [row.id for row in unfinished])
 
 
 def _label(record: OutcomeRecord, status: Status | None) -> str:

@@ -160,8 +160,11 @@ def _fallback_backoff(attempt: int) -> float:
 
 
 def _safe_backoff(backoff: Callable[[int], float], attempt: int) -> float:
-    """Call a custom backoff; fall back to the default when it raises or returns NaN, infinity
-    or more than ``MAX_SECONDS``, none of which the database can schedule."""
+    """Return the delay from a custom backoff, else from the default backoff.
+
+    The default is used when the custom one raises or returns NaN, infinity or more than
+    ``MAX_SECONDS``, because the database cannot schedule those.
+    """
     try:
         delay = float(backoff(attempt))
     except Exception:
@@ -205,7 +208,7 @@ def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRe
     record = OutcomeRecord(row.id, Status.AVAILABLE)
     state = getattr(outcome, "state", None)
     if state is not None:
-        record.state = definition.dump_state(state)
+        record.state = _json(definition.dump_state(state), f"the state returned by {row.fsm}")
         record.state_changed = True
     if isinstance(outcome, Done):
         record.status = Status.DONE

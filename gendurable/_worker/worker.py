@@ -76,7 +76,16 @@ class Worker:
             app._store, self._conninfo, self.owner, app.settings.lease_timeout,
             self._held_ids, self._executor.cancel, self._stopped,
         )
-        self._listener = Listener(self._conninfo, self.wake, self._executor.cancel, self._stopped)
+        if app.settings.wakeup == "postgres":
+            self._listener: threading.Thread = Listener(
+                self._conninfo, self.wake, self._executor.cancel, self._stopped
+            )
+        else:
+            from .._wakeup.kombu import KombuListener
+
+            self._listener = KombuListener(
+                app.settings.wakeup, self.wake, self._executor.cancel, self._stopped
+            )
         self._feeder = threading.Thread(target=self._feed, name="gendurable-feeder", daemon=True)
 
     # Lifecycle.
@@ -96,7 +105,7 @@ class Worker:
         return self._idle_exit.wait(timeout)
 
     def wait_listening(self, timeout: float = 10.0) -> bool:
-        return self._listener.listening.wait(timeout)
+        return self._listener.listening.wait(timeout)  # type: ignore[attr-defined]
 
     def stop(self, grace: float | None = None) -> None:
         """Drain: stop picking, let running steps finish within ``grace``, release the rest."""

@@ -1,0 +1,172 @@
+"""The scheduler: fires periodic schedules and wakes workers for rows that became due.
+
+Guarantee: each (schedule, tick) inserts at most one instance however many beats run, because
+claiming the tick and inserting the instance is one statement guarded by the primary key of
+``gen_durable_ticks``; a beat whose connection drops mid-tick either committed both or
+neither, and the next pass (of any beat) fires what is still due. Due times are read on the
+database clock, never the host's. Not guaranteed: a tick fires at the exact second; it fires
+on the first pass at or after it (passes run every ``beat_interval``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import _registry, telemetry
+from .._insert import Insert
+from .._store import _params
+from ..errors import InvalidOption, UnknownJob
+from ..schedules import Schedule, from_celery
+from ..sql import query
+
+if TYPE_CHECKING:
+    from ..app import App
+
+logger = logging.getLogger("gendurable.beat")
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Fired:
+    schedule: str
+    tick: datetime
+    inserted: bool
+    instance_id: int | None
+
+
+def collect(app: App) -> list[Schedule]:
+    """Return every schedule the app knows: declared on jobs and FSMs, and in beat_schedule."""
+    found: dict[str, Schedule] = {}
+    for definition in _registry.registered().values():
+        if definition.schedule is not None:
+            found[definition.schedule.name] = definition.schedule
+    for name, entry in (app.beat_schedule or {}).items():
+        found[name] = from_celery(name, entry, app.settings.timezone)
+    return [found[name] for name in sorted(found)]
+
+
+def build_insert(app: App, schedule: Schedule) -> Insert:
+    """Build the instance one tick of ``schedule`` starts."""
+    from ..fsm import _FSMDefinition
+    from ..job import DurableJob
+
+    definition = _registry.resolve(schedule.target, app.include)
+    if isinstance(definition, DurableJob):
+        return definition._build(schedule.args, schedule.kwargs, dict(schedule.options))
+    if isinstance(definition, _FSMDefinition):
+        state = definition.state_model(**schedule.kwargs)
+        return definition.cls.new(state, **schedule.options)
+    raise UnknownJob(f"schedule {schedule.name!r} names {schedule.target!r}, which is not startable")
+
+
+class Scheduler:
+    """One pass at a time: call ``run_once()``; ``Beat`` calls it every ``beat_interval``."""
+
+    def __init__(self, app: App, clock: Clock | None = None) -> None:
+        self.app = app
+        self.schedules = collect(app)
+        self._clock = clock
+        self._registered = False
+        self._woken_until: datetime | None = None
+
+    def now(self, conn: Any) -> datetime:
+        if self._clock is not None:
+            return self._clock()
+        row = conn.execute(query("clock_now")).fetchone()
+        return row[0]  # type: ignore[no-any-return]
+
+    def register(self, conn: Any, now: datetime) -> None:
+        """Record the schedules; a new one counts its ticks from ``now``."""
+        for schedule in self.schedules:
+            try:
+                build_insert(self.app, schedule)
+            except (InvalidOption, UnknownJob, TypeError) as exc:
+                raise InvalidOption(f"schedule {schedule.name!r} cannot start its target: {exc}") from exc
+            conn.execute(
+                query("schedule_register"),
+                {"name": schedule.name, "spec": schedule.spec, "now": now},
+            )
+        self._registered = True
+
+    def run_once(self) -> list[Fired]:
+        """Fire what is due now, wake workers for rows that became due; return the ticks fired."""
+        fired: list[Fired] = []
+        with self.app.pool.connection() as conn:
+            now = self.now(conn)
+            if not self._registered:
+                self.register(conn, now)
+            state = {
+                row[0]: row for row in conn.execute(query("schedule_list")).fetchall()
+            }
+            next_ticks: dict[str, datetime] = {}
+            for schedule in self.schedules:
+                _, _, registered_at, last_tick, _, _ = state[schedule.name]
+                after = max(registered_at, last_tick) if last_tick else registered_at
+                ticks, skip_past = schedule.due(registered_at, after, now)
+                if skip_past is not None:
+                    conn.execute(query("schedule_skip"), {"schedule": schedule.name, "tick": skip_past})
+                    logger.warning(
+                        "schedule %s skipped late ticks up to %s (misfire policy skip)",
+                        schedule.name, skip_past.isoformat(),
+                    )
+                for tick in ticks:
+                    fired.append(self._fire(conn, schedule, tick))
+                latest = max([after, *ticks] + ([skip_past] if skip_past else []))
+                next_ticks[schedule.name] = schedule.next_tick(registered_at, max(latest, now))
+            if next_ticks:
+                conn.execute(
+                    query("schedule_set_next"),
+                    {"names": list(next_ticks), "next_ticks": list(next_ticks.values())},
+                )
+            self._wake_due(conn, now)
+        return fired
+
+    def _fire(self, conn: Any, schedule: Schedule, tick: datetime) -> Fired:
+        insert = build_insert(self.app, schedule)
+        params = _params.insert_one(insert) | {"schedule": schedule.name, "tick": tick}
+        row = conn.execute(query("schedule_fire"), params).fetchone()
+        inserted = bool(row and row[0])
+        instance_id = row[1] if row else None
+        telemetry.execute(
+            "beat.fired", {"count": 1 if inserted else 0},
+            {"schedule": schedule.name, "tick": tick, "inserted": inserted,
+             "instance_id": instance_id, "queue": insert.queue},
+        )
+        if inserted:
+            self.app.wake([insert.queue])
+        return Fired(schedule.name, tick, inserted, instance_id)
+
+    def _wake_due(self, conn: Any, now: datetime) -> None:
+        """Wake the workers of queues whose scheduled rows became due since the last pass."""
+        since = self._woken_until
+        self._woken_until = now
+        if since is None:
+            return
+        queues = sorted(self.app.known_queues())
+        rows = conn.execute(
+            query("queue_due_since"), {"queues": queues, "since": since, "until": now}
+        ).fetchall()
+        if rows:
+            self.app.wake([row[0] for row in rows])
+
+    def describe(self) -> list[str]:
+        """Return one line per schedule with its next fire time, for the start-up log."""
+        lines = []
+        with self.app.pool.connection() as conn:
+            now = self.now(conn)
+            if not self._registered:
+                self.register(conn, now)
+            state = {row[0]: row for row in conn.execute(query("schedule_list")).fetchall()}
+        for schedule in self.schedules:
+            _, _, registered_at, last_tick, _, _ = state[schedule.name]
+            after = max(now, last_tick or registered_at)
+            lines.append(
+                f"{schedule.name} ({schedule.spec}, misfire {schedule.misfire}): next at "
+                f"{schedule.next_tick(registered_at, after).isoformat()}"
+            )
+        return lines
