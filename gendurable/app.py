@@ -16,7 +16,14 @@ from psycopg_pool import ConnectionPool
 from . import _logs, embedded, telemetry
 from ._insert import Insert, check_queue_name
 from ._store import Store
-from .errors import ConfigurationError, InvalidOption, NoSuchInstance, UnknownQueue, closest
+from .errors import (
+    ConfigurationError,
+    InstanceConflict,
+    InvalidOption,
+    NoSuchInstance,
+    UnknownQueue,
+    closest,
+)
 from .handle import Handle
 from .settings import Settings
 from .status import Status

@@ -45,6 +45,8 @@ CREATE TABLE gen_durable (
     -- While awaiting: the signal names that wake the row. Kept while the woken step runs, so
     -- that the step sees which signals it awaited.
     awaited_signals    text[],
+    -- While awaiting signals with a timeout: when the reaper wakes the row without them.
+    await_until        timestamptz,
     -- The pending signals, [{"id": ..., "name": ...}] in arrival order; their payloads are in
     -- gen_durable_signals. Kept on the row so that an outcome and a concurrent signal meet on
     -- one row lock.
@@ -111,8 +113,8 @@ CREATE UNIQUE INDEX gen_durable_concurrency_active ON gen_durable (concurrency_k
     WHERE concurrency_key IS NOT NULL AND status = 'running';
 
 -- Awaiting rows by deadline, for await timeouts.
-CREATE INDEX gen_durable_await_deadline ON gen_durable (run_at)
-    WHERE status = 'awaiting' AND awaited_signals IS NOT NULL;
+CREATE INDEX gen_durable_await_deadline ON gen_durable (await_until)
+    WHERE status = 'awaiting' AND await_until IS NOT NULL;
 
 -- The payloads of pending signals; the row's inbox column lists them.
 CREATE TABLE gen_durable_signals (

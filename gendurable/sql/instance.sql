@@ -74,7 +74,7 @@ WHERE (fsm, correlation_key) IN (SELECT * FROM unnest(%(fsm)s::text[], %(correla
 SELECT id, fsm, step, state, status, queue, priority, run_at, attempt, max_attempts,
        correlation_key, concurrency_key, parent_id, pending_children, lease_owner,
        lease_expires_at, cancel_requested, result, errors, inserted_at, attempted_at,
-       finished_at, expires_at
+       finished_at, expires_at, awaited_signals, await_until, inbox, joining
 FROM gen_durable
 WHERE id = %(id)s;
 
@@ -209,13 +209,12 @@ applied AS (
         step = coalesce(o.step, g.step),
         state = coalesce(o.state, g.state),
         run_at = CASE
-            WHEN o.status = 'awaiting' AND NOT o.joining
-                 AND NOT gen_durable_signal_ready(g.inbox, o.awaited, o.consumed)
-                THEN CASE WHEN o.delay IS NULL THEN 'infinity'
-                          ELSE now() + make_interval(secs => o.delay) END
             WHEN o.status = 'awaiting' THEN now()
             WHEN o.delay IS NULL THEN g.run_at
             ELSE now() + make_interval(secs => o.delay) END,
+        await_until = CASE
+            WHEN o.status = 'awaiting' AND NOT o.joining AND o.delay IS NOT NULL
+                THEN now() + make_interval(secs => o.delay) END,
         attempt = CASE WHEN o.reset_attempt THEN 0 ELSE g.attempt END,
         result = CASE WHEN g.cancel_requested THEN NULL ELSE o.result END,
         errors = CASE WHEN o.error IS NULL THEN g.errors

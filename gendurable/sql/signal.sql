@@ -22,7 +22,9 @@ delivered AS (
         status = CASE WHEN g.status = 'awaiting' AND %(name)s = ANY (g.awaited_signals)
                       THEN 'available' ELSE g.status END,
         run_at = CASE WHEN g.status = 'awaiting' AND %(name)s = ANY (g.awaited_signals)
-                      THEN now() ELSE g.run_at END
+                      THEN now() ELSE g.run_at END,
+        await_until = CASE WHEN g.status = 'awaiting' AND %(name)s = ANY (g.awaited_signals)
+                           THEN NULL ELSE g.await_until END
     FROM received
     WHERE g.id = received.instance_id
     RETURNING g.id, g.status, g.queue
@@ -37,14 +39,14 @@ WITH due AS (
     SELECT id
     FROM gen_durable
     WHERE status = 'awaiting'
-      AND awaited_signals IS NOT NULL
-      AND run_at <= now()
-    ORDER BY run_at
+      AND await_until IS NOT NULL
+      AND await_until <= now()
+    ORDER BY await_until
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
 UPDATE gen_durable AS g
-SET status = 'available', run_at = now()
+SET status = 'available', run_at = now(), await_until = NULL
 FROM due
 WHERE g.id = due.id
 RETURNING g.id, g.queue, pg_notify('gen_durable', g.queue);
