@@ -80,6 +80,7 @@ class Attempt:
         return {
             "fsm": row.fsm, "step": row.step, "instance_id": row.id, "attempt": row.attempt,
             "max_attempts": row.max_attempts, "queue": row.queue,
+            "correlation_key": row.correlation_key, "concurrency_key": row.concurrency_key,
         }
 
 
