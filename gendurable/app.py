@@ -336,9 +336,9 @@ class App:
             status = self._store.retry(instance_id)
         except psycopg.errors.UniqueViolation:
             # Only the correlation index can fail here: a finished row came back into its
-            # scope while a newer live row holds the key.
+            # scope while a newer live row has the same key.
             raise InstanceConflict(
-                f"instance {instance_id} cannot be retried: another live instance holds its "
+                f"instance {instance_id} cannot be retried: another live instance has its "
                 "correlation key; cancel that one first or insert a new call"
             ) from None
         if status is None:
@@ -418,12 +418,19 @@ def json_payload(payload: Any) -> Any:
     """Return ``payload`` as JSON-ready data, or raise InvalidOption naming what is not JSON."""
     import pydantic_core
 
+    from ._json import unstorable
+
     try:
-        return pydantic_core.to_jsonable_python(payload)
+        jsonable = pydantic_core.to_jsonable_python(payload)
     except pydantic_core.PydanticSerializationError as exc:
         raise InvalidOption(
             f"signal payload {payload!r} is not JSON-serialisable: {exc}; nothing was sent"
         ) from None
+    # NaN and the NUL character pass the serialiser but not PostgreSQL's jsonb.
+    problem = unstorable(payload, "signal payload") or unstorable(jsonable, "signal payload")
+    if problem is not None:
+        raise InvalidOption(f"{problem}; nothing was sent")
+    return jsonable
 
 
 def _caller_package() -> tuple[str, ...]:

@@ -304,7 +304,12 @@ def signal_command(app_path: str, fsm: str, key: str, name: str, payload: str | 
         value = None if payload is None else json.loads(payload)
     except json.JSONDecodeError as exc:
         raise click.UsageError(f"PAYLOAD must be JSON, got {payload!r}: {exc}") from None
-    if app.signal(fsm, key, name, value):
+    try:
+        delivered = app.signal(fsm, key, name, value)
+    except GendurableError as exc:
+        # Every argument comes from the command line, so a rejected one is a usage error.
+        raise click.UsageError(str(exc)) from None
+    if delivered:
         click.echo(f"signal {name} delivered to {fsm} {key}")
         return
     known = _registry.registered()

@@ -44,7 +44,7 @@ class InvalidOutcome(GendurableError):
 
 
 class InstanceConflict(GendurableError):
-    """Another live instance holds the correlation key that the operation needs."""
+    """Another live instance already has the correlation key that the operation needs."""
 
 
 class NoSuchInstance(GendurableError):

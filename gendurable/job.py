@@ -318,6 +318,11 @@ class DurableJob(Definition, Generic[P, R]):
         return await self.function(*args, **kwargs)  # type: ignore[misc]
 
     def to_outcome(self, returned: Any) -> Outcome:
+        if isinstance(returned, OUTCOME_TYPES) and getattr(returned, "state", None) is not None:
+            raise InvalidOutcome(
+                f"job {self.name} returned {returned!r} with a state; a job's state is its call "
+                "arguments, so return the outcome without state="
+            )
         if isinstance(returned, OUTCOME_TYPES):
             if hasattr(returned, "step") and returned.step != STEP:
                 raise InvalidOutcome(

@@ -249,6 +249,11 @@ class Store:
         rows = conn.execute(query("instance_release"), {"owner": owner, "ids": list(ids)}).fetchall()
         return [int(row[0]) for row in rows]
 
+    def queues_with_work(self, conn: Connection, horizon: float) -> list[str]:
+        """List the queues with rows available now, or within ``horizon`` seconds."""
+        rows = conn.execute(query("instance_queues_with_work"), {"horizon": horizon}).fetchall()
+        return [row[0] for row in rows]
+
     def count_runnable(self, queues: Sequence[str], horizon: float = 0.0) -> int:
         rows = self._execute("instance_count_runnable", {"queues": list(queues), "horizon": horizon})
         return int(rows[0][0])

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .._store import OutcomeRecord, PickedRow
-from ..sql import query
 from ..status import Status
 from . import runner
 from .executor import Executor
@@ -38,11 +37,7 @@ def drain(app: App, queues: list[str] | None, with_scheduled: bool, timeout: flo
     try:
         with app.pool.connection() as conn:
             while time.monotonic() < deadline:
-                names = queues or [
-                    row[0] for row in conn.execute(
-                        query("instance_queues_with_work"), {"horizon": horizon}
-                    ).fetchall()
-                ]
+                names = queues or app._store.queues_with_work(conn, horizon)
                 if not names:
                     break
                 rows = app._store.pick(

@@ -198,14 +198,15 @@ class Worker:
                 connection.lost(exc)
                 continue
             except Exception:
-                # A bug or a schema that does not match this version: keep the outcomes, say
-                # so once a second, and let the operator fix it while leases stay extended.
-                with self._cond:
-                    self._outcomes[:0] = batch
-                    self._woken = True
+                # A bug or a schema that does not match this version. Apply the outcomes one
+                # by one, so a single bad one cannot hold back the rest, then pick again later.
                 logger.exception(
                     "feeder failed to apply outcomes or pick rows; retrying in 1 s (is the "
                     "schema migrated with this version of gendurable?)")
+                if batch:
+                    self._apply_one_by_one(connection, batch)
+                with self._cond:
+                    self._woken = True
                 if self._stopped.wait(1.0):
                     break
                 continue
@@ -240,6 +241,35 @@ class Worker:
                 else:
                     wait = min(wait, remaining)
         return wants, wait
+
+    def _apply_one_by_one(
+        self, connection: Reconnecting, batch: list[tuple[Attempt, OutcomeRecord]]
+    ) -> None:
+        """Apply outcomes singly; one the database rejects becomes a failed attempt, retried
+        with backoff, and if even that fails the lease expires and the reaper takes over."""
+        store = self.app._store
+        for attempt, record in batch:
+            try:
+                statuses = store.apply_outcomes(connection.get(), self.owner, [record])
+            except LOST:
+                with self._cond:
+                    self._outcomes.append((attempt, record))
+                continue
+            except Exception as exc:
+                logger.error(
+                    "outcome of instance %s could not be stored (%s); recording the attempt as "
+                    "failed", record.id, exc, extra={"instance_id": record.id},
+                )
+                replacement = runner.finish(attempt, None, exc)
+                try:
+                    statuses = store.apply_outcomes(connection.get(), self.owner, [replacement])
+                except Exception:
+                    logger.exception(
+                        "recording the failed attempt of instance %s failed too; its lease will "
+                        "expire and the reaper will run the step again", record.id,
+                    )
+                    statuses = {}
+            self._applied([(attempt, record)], statuses)
 
     def _hold_outcomes(self, now: float, wants: dict[str, int], stopping: bool) -> tuple[bool, float]:
         """Decide whether finished outcomes may wait to share the next pick's round trip.
