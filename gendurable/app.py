@@ -145,7 +145,6 @@ class App:
                     max_size=self.settings.pool_size,
                     kwargs={"autocommit": True, "application_name": "gendurable app"},
                     open=True,
-                    check=ConnectionPool.check_connection,
                     name="gendurable",
                 )
             return self._pool

@@ -18,7 +18,6 @@ import pydantic_core
 
 from . import _registry
 from ._definition import Backoff, Definition, default_backoff
-from ._json import unstorable
 from ._insert import (
     Insert,
     check_max_attempts,
@@ -32,6 +31,7 @@ from ._insert import (
     key_value,
     schedule,
 )
+from ._json import unstorable
 from .errors import InvalidOption, InvalidOutcome, InvalidState, closest
 from .outcomes import OUTCOME_TYPES, Outcome
 from .schedules import Schedule
@@ -150,8 +150,8 @@ class _FSMDefinition(Definition):
             ) from None
 
     def dump_state(self, state: Any) -> Any:
-        """Return ``state`` (a State or a dict) as the JSON to store, after checking that
-        the stored form loads again; raise InvalidState otherwise.
+        """Return ``state`` (a State or a dict) as the JSON to store. Raise InvalidState
+        unless that JSON loads again.
 
         ``model_copy(update=...)``, ``model_construct`` and attribute assignment skip
         validation, so a State instance is validated again here, as the next load will.
@@ -175,7 +175,9 @@ class _FSMDefinition(Definition):
             loaded = state.model_dump(warnings=False)
             dumped = state.model_dump(mode="json", warnings=False)
         except pydantic_core.PydanticSerializationError as exc:
-            raise InvalidState(f"state {state!r} of {self.name} is not JSON-serialisable: {exc}") from None
+            raise InvalidState(
+                f"state {state!r} of {self.name} is not JSON-serialisable: {exc}"
+            ) from None
         problem = unstorable(loaded, "state") or unstorable(dumped, "state")
         if problem is not None:
             raise InvalidState(f"{self.name}: {problem}")

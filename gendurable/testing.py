@@ -30,7 +30,10 @@ from .app import App
 from .migrate import migrate, migrations
 
 TEST_URL_VARIABLE = "GENDURABLE_TEST_DATABASE_URL"
-_TABLES = ("gen_durable", "gen_durable_queues")
+_TABLES = (
+    "gen_durable", "gen_durable_queues", "gen_durable_signals", "gen_durable_schedules",
+    "gen_durable_ticks",
+)
 
 
 def server_url() -> str:

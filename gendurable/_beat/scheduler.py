@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import pydantic
+
 from .. import _registry, telemetry
 from .._insert import Insert
 from .._store import _params
-from ..errors import InvalidOption, UnknownJob
+from ..errors import GendurableError, InvalidOption, UnknownJob
 from ..schedules import Schedule, from_celery
 from ..sql import query
 
@@ -84,8 +86,11 @@ class Scheduler:
         """Record the schedules; a new one counts its ticks from ``now``."""
         for schedule in self.schedules:
             try:
-                build_insert(self.app, schedule)
-            except (InvalidOption, UnknownJob, TypeError) as exc:
+                insert = build_insert(self.app, schedule)
+                # app.insert checks the queue of every other insert; a tick would otherwise
+                # start instances in a queue that no worker serves.
+                self.app.check_queue(insert.queue)
+            except (GendurableError, TypeError, pydantic.ValidationError) as exc:
                 raise InvalidOption(f"schedule {schedule.name!r} cannot start its target: {exc}") from exc
             conn.execute(
                 query("schedule_register"),
@@ -96,6 +101,7 @@ class Scheduler:
     def run_once(self) -> list[Fired]:
         """Fire what is due now, wake workers for rows that became due; return the ticks fired."""
         fired: list[Fired] = []
+        wake: set[str] = set()
         with self.app.pool.connection() as conn:
             now = self.now(conn)
             if not self._registered:
@@ -115,7 +121,7 @@ class Scheduler:
                         schedule.name, skip_past.isoformat(),
                     )
                 for tick in ticks:
-                    fired.append(self._fire(conn, schedule, tick))
+                    fired.append(self._fire(conn, schedule, tick, wake))
                 latest = max([after, *ticks] + ([skip_past] if skip_past else []))
                 next_ticks[schedule.name] = schedule.next_tick(registered_at, max(latest, now))
             if next_ticks:
@@ -123,10 +129,15 @@ class Scheduler:
                     query("schedule_set_next"),
                     {"names": list(next_ticks), "next_ticks": list(next_ticks.values())},
                 )
-            self._wake_due(conn, now)
+            wake.update(self._due_queues(conn, now))
+        # Wakeups go out once the connection is back in the pool: the NOTIFY publisher takes a
+        # connection of its own, which a pool of one could not give while this pass held one.
+        if wake:
+            self.app.wake(wake)
         return fired
 
-    def _fire(self, conn: Any, schedule: Schedule, tick: datetime) -> Fired:
+    def _fire(self, conn: Any, schedule: Schedule, tick: datetime, wake: set[str]) -> Fired:
+        """Claim ``tick`` and insert its instance unless another beat did; add its queue to ``wake``."""
         insert = build_insert(self.app, schedule)
         params = _params.insert_one(insert) | {"schedule": schedule.name, "tick": tick}
         row = conn.execute(query("schedule_fire"), params).fetchone()
@@ -137,22 +148,21 @@ class Scheduler:
             {"schedule": schedule.name, "tick": tick, "inserted": inserted,
              "instance_id": instance_id, "queue": insert.queue},
         )
-        if inserted:
-            self.app.wake([insert.queue])
+        if instance_id is not None:
+            wake.add(insert.queue)
         return Fired(schedule.name, tick, inserted, instance_id)
 
-    def _wake_due(self, conn: Any, now: datetime) -> None:
-        """Wake the workers of queues whose scheduled rows became due since the last pass."""
+    def _due_queues(self, conn: Any, now: datetime) -> list[str]:
+        """Return the queues whose scheduled rows became due since the last pass."""
         since = self._woken_until
         self._woken_until = now
         if since is None:
-            return
+            return []
         queues = sorted(self.app.known_queues())
         rows = conn.execute(
             query("queue_due_since"), {"queues": queues, "since": since, "until": now}
         ).fetchall()
-        if rows:
-            self.app.wake([row[0] for row in rows])
+        return [row[0] for row in rows]
 
     def describe(self) -> list[str]:
         """Return one line per schedule with its next fire time, for the start-up log."""

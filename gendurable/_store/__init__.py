@@ -51,6 +51,8 @@ class PickedRow:
     concurrency_key: str | None
     inserted_at: datetime
     errors: list[dict[str, Any]]
+    run_at: datetime
+    attempted_at: datetime
     awaited_signals: list[str] | None
     signals: list[dict[str, Any]] | None
     children: list[dict[str, Any]] | None
@@ -153,27 +155,13 @@ class Store:
         global_limits: dict[str, int | None],
         lease_seconds: float,
         horizon: float = 0.0,
+        cursors: dict[str, _params.Cursor] | None = None,
     ) -> list[PickedRow]:
-        """Lease up to ``free[queue]`` due rows of each queue, most urgent first."""
-        return _contended(
-            lambda: self._pick(conn, owner, free, global_limits, lease_seconds, horizon)
-        )
+        """Lease up to ``free[queue]`` due rows of each queue, most urgent first.
 
-    def _pick(
-        self,
-        conn: Connection,
-        owner: str,
-        free: dict[str, int],
-        global_limits: dict[str, int | None],
-        lease_seconds: float,
-        horizon: float = 0.0,
-    ) -> list[PickedRow]:
-        rows = conn.execute(
-            query("instance_pick"),
-            _params.pick(owner, free, global_limits, lease_seconds, horizon),
-            prepare=True,
-        ).fetchall()
-        return [PickedRow(*row) for row in rows]
+        ``cursors`` lets a queue's scan start after the last row this caller picked.
+        """
+        return self.cycle(conn, owner, [], free, global_limits, lease_seconds, horizon, cursors)[1]
 
     def cycle(
         self,
@@ -183,37 +171,46 @@ class Store:
         free: dict[str, int],
         global_limits: dict[str, int | None],
         lease_seconds: float,
+        horizon: float = 0.0,
+        cursors: dict[str, _params.Cursor] | None = None,
     ) -> tuple[dict[int, Status], list[PickedRow]]:
         """Apply outcomes and pick new rows in one transaction and one round trip.
 
         One commit serves both, which halves the commits per batch of steps on a busy worker.
         """
-        return _contended(lambda: self._cycle(conn, owner, outcomes, free, global_limits, lease_seconds))
+        if not free:
+            return (self.apply_outcomes(conn, owner, outcomes) if outcomes else {}), []
+        pick_params = _params.pick(owner, free, global_limits, lease_seconds, horizon, cursors)
+        limited = sorted(q for q in free if global_limits.get(q) is not None)
+        return _contended(lambda: self._cycle(conn, owner, outcomes, pick_params, limited))
 
     def _cycle(
         self,
         conn: Connection,
         owner: str,
         outcomes: Sequence[OutcomeRecord],
-        free: dict[str, int],
-        global_limits: dict[str, int | None],
-        lease_seconds: float,
+        pick_params: dict[str, Any],
+        limited: list[str],
     ) -> tuple[dict[int, Status], list[PickedRow]]:
-        if not outcomes:
-            return {}, self._pick(conn, owner, free, global_limits, lease_seconds)
-        if not free:
-            return self.apply_outcomes(conn, owner, outcomes), []
-        with conn.pipeline(), conn.transaction():
-            self._insert_children(conn, owner, outcomes)
-            applied = conn.execute(
-                query("instance_apply_outcomes"), _params.outcomes(owner, outcomes), prepare=True
-            )
-            picked = conn.execute(
-                query("instance_pick"),
-                _params.pick(owner, free, global_limits, lease_seconds, 0.0),
-                prepare=True,
-            )
-        statuses = {int(row[0]): Status(row[1]) for row in applied.fetchall()}
+        if not outcomes and not limited:
+            rows = conn.execute(query("instance_pick"), pick_params, prepare=True).fetchall()
+            return {}, [PickedRow(*row) for row in rows]
+        with conn.pipeline(), _atomic(conn):
+            if limited:
+                # A global limit counts running rows; picks of that queue take turns, so each
+                # counts the rows the one before it leased (its statement starts after the lock).
+                conn.execute(query("queue_lock_limited"), {"queues": limited})
+            applied = None
+            if outcomes:
+                self._insert_children(conn, owner, outcomes)
+                applied = conn.execute(
+                    query("instance_apply_outcomes"), _params.outcomes(owner, outcomes),
+                    prepare=True,
+                )
+            picked = conn.execute(query("instance_pick"), pick_params, prepare=True)
+        statuses = {} if applied is None else {
+            int(row[0]): Status(row[1]) for row in applied.fetchall()
+        }
         return statuses, [PickedRow(*row) for row in picked.fetchall()]
 
     def apply_outcomes(

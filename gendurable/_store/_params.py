@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -18,6 +18,8 @@ class OutcomeRecord:
 
     id: int
     status: Status
+    # When the attempt's pick leased the row; with the owner, it identifies the lease.
+    attempted_at: datetime | None = None
     step: str | None = None
     state: Any = None
     state_changed: bool = False
@@ -108,6 +110,7 @@ def outcomes(owner: str, records: Sequence[OutcomeRecord]) -> dict[str, Any]:
     return {
         "owner": owner,
         "id": [r.id for r in records],
+        "attempted_at": [r.attempted_at for r in records],
         "status": [r.status.value for r in records],
         "step": [r.step for r in records],
         "state": [Jsonb(r.state) if r.state_changed else None for r in records],
@@ -121,19 +124,30 @@ def outcomes(owner: str, records: Sequence[OutcomeRecord]) -> dict[str, Any]:
     }
 
 
+# A pick key before every row: the scan starts at the front of the queue.
+START = (-1, datetime(1, 1, 1, tzinfo=UTC), 0)
+
+Cursor = tuple[int, datetime, int]
+
+
 def pick(
     owner: str,
     free: dict[str, int],
     global_limits: dict[str, int | None],
     lease_seconds: float,
     horizon: float,
+    cursors: dict[str, Cursor] | None = None,
 ) -> dict[str, Any]:
     queues = list(free)
+    after = [(cursors or {}).get(q, START) for q in queues]
     return {
         "owner": owner,
         "queues": queues,
         "free": [free[q] for q in queues],
         "global_limits": [global_limits.get(q) for q in queues],
+        "after_priority": [key[0] for key in after],
+        "after_run_at": [key[1] for key in after],
+        "after_id": [key[2] for key in after],
         "lease_seconds": lease_seconds,
         "horizon": horizon,
     }

@@ -150,8 +150,8 @@ def finish(attempt: Attempt, returned: Any, error: BaseException | None) -> Outc
             | {"error": record_error["error"], "final": final, "exception": error, "retry_in": delay},
         )
     if delay is None:
-        return OutcomeRecord(row.id, Status.FAILED, error=record_error)
-    return OutcomeRecord(row.id, Status.AVAILABLE, delay=delay, error=record_error)
+        return OutcomeRecord(row.id, Status.FAILED, row.attempted_at, error=record_error)
+    return OutcomeRecord(row.id, Status.AVAILABLE, row.attempted_at, delay=delay, error=record_error)
 
 
 def _fallback_backoff(attempt: int) -> float:
@@ -206,7 +206,7 @@ def _json(value: Any, what: str) -> Any:
 
 def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRecord:
     row = attempt.row
-    record = OutcomeRecord(row.id, Status.AVAILABLE)
+    record = OutcomeRecord(row.id, Status.AVAILABLE, row.attempted_at)
     state = getattr(outcome, "state", None)
     if state is not None:
         record.state = _json(definition.dump_state(state), f"the state returned by {row.fsm}")

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import telemetry
 from .._store import OutcomeRecord
@@ -70,6 +70,8 @@ class Worker:
         self._idle_exit = threading.Event()
         self._outcomes: list[tuple[Attempt, OutcomeRecord]] = []
         self._gave_up = False
+        # Per queue, the key of the last row picked while a backlog lasts (see instance_pick).
+        self._cursors: dict[str, tuple[int, Any, int]] = {}
         self._outcomes_since = 0.0
         self._executor = Executor(sum(self.limits.values()), self._finished, "gendurable")
         self._keeper = LeaseKeeper(
@@ -182,9 +184,14 @@ class Worker:
                 if wants:
                     self._woken = False
             try:
+                if poll_due:
+                    # A wakeup or a poll looks at the whole queue again: rows may have been
+                    # inserted, rescheduled or released in front of the cursor.
+                    self._cursors.clear()
                 statuses, rows = self.app._store.cycle(
                     connection.get(), self.owner, [record for _, record in batch], wants,
                     self._global_limits, self.app.settings.lease_timeout,
+                    cursors=self._cursors,
                 )
             except LOST as exc:
                 with self._cond:
@@ -300,8 +307,19 @@ class Worker:
                 attempts.append(attempt)
             # A batch thinned to one row per concurrency key may leave rows behind it.
             keyed = {row.queue for row in rows if row.concurrency_key is not None}
+            last: dict[str, tuple[int, Any, int]] = {}
+            for row in rows:
+                key = (row.priority, row.run_at, row.id)
+                if row.queue not in last or key > last[row.queue]:
+                    last[row.queue] = key
             for queue, wanted in wants.items():
-                self._backlog[queue] = picked[queue] >= wanted or queue in keyed
+                full = picked[queue] >= wanted
+                self._backlog[queue] = full or queue in keyed
+                # Rows left behind a thinned batch lie before its last key: no cursor then.
+                if full and queue not in keyed:
+                    self._cursors[queue] = last[queue]
+                else:
+                    self._cursors.pop(queue, None)
                 self._free_since.pop(queue, None)
         if rows and telemetry.has_handlers("worker.picked"):
             telemetry.execute("worker.picked", {"count": len(rows)},
@@ -323,8 +341,8 @@ class Worker:
             free = limit - self._inflight[queue]
             now = time.monotonic()
             self._free_since.setdefault(queue, now)
-            if record is None:
-                self._held.pop(attempt.row.id, None)
+            if record is None and self._held.get(attempt.row.id) is attempt:
+                del self._held[attempt.row.id]
             else:
                 if not self._outcomes:
                     self._outcomes_since = now
@@ -345,7 +363,9 @@ class Worker:
                 )
         with self._cond:
             for attempt, _ in batch:
-                self._held.pop(attempt.row.id, None)
+                # The row may be held by a newer attempt of this worker: leave that one.
+                if self._held.get(attempt.row.id) is attempt:
+                    del self._held[attempt.row.id]
             # A row moved on to its next step may be runnable at once: look again.
             if any(record.reset_attempt and not record.delay for _, record in batch):
                 self._woken = True

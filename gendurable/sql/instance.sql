@@ -106,15 +106,20 @@ RETURNING id, status;
 
 -- name: instance_pick
 -- Lease the most urgent due rows of each queue, as many as the caller has free slots.
+-- Each queue's scan starts after the caller's cursor (the key of the last row it picked while
+-- a backlog lasted, or a key before every row), which skips the dead index entries that the
+-- rows picked before leave at the front of the index until vacuum removes them.
 WITH demand AS (
-    SELECT d.queue, d.free, d.global_limit
-    FROM unnest(%(queues)s::text[], %(free)s::int[], %(global_limits)s::int[])
-         AS d(queue, free, global_limit)
+    SELECT d.queue, d.free, d.global_limit, d.after_priority, d.after_run_at, d.after_id
+    FROM unnest(%(queues)s::text[], %(free)s::int[], %(global_limits)s::int[],
+                %(after_priority)s::smallint[], %(after_run_at)s::timestamptz[],
+                %(after_id)s::bigint[])
+         AS d(queue, free, global_limit, after_priority, after_run_at, after_id)
     WHERE NOT EXISTS (
         SELECT FROM gen_durable_queues AS q WHERE q.name = d.queue AND q.paused)
 ),
 wanted AS (
-    SELECT demand.queue,
+    SELECT demand.queue, demand.after_priority, demand.after_run_at, demand.after_id,
            CASE WHEN demand.global_limit IS NULL THEN demand.free
                 ELSE least(demand.free, greatest(0, demand.global_limit - (
                     SELECT count(*) FROM gen_durable AS r
@@ -130,6 +135,8 @@ locked AS (
         FROM gen_durable AS g
         WHERE g.status = 'available'
           AND g.queue = wanted.queue
+          AND (g.priority, g.run_at, g.id)
+              > (wanted.after_priority, wanted.after_run_at, wanted.after_id)
           AND g.run_at <= now() + make_interval(secs => %(horizon)s)
           AND (g.expires_at IS NULL OR g.expires_at > now())
           AND (g.concurrency_key IS NULL OR NOT EXISTS (
@@ -163,7 +170,8 @@ SET status = 'running',
 -- hashing a scan of the whole table.
 WHERE g.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING g.id, g.fsm, g.step, g.state, g.queue, g.priority, g.attempt, g.max_attempts,
-          g.timeout, g.correlation_key, g.concurrency_key, g.inserted_at, g.errors,
+          g.timeout, g.correlation_key, g.concurrency_key, g.inserted_at, g.errors, g.run_at,
+          g.attempted_at,
           g.awaited_signals,
           CASE WHEN g.inbox <> '[]' THEN (
               SELECT jsonb_agg(jsonb_build_object(
@@ -183,18 +191,19 @@ RETURNING g.id, g.fsm, g.step, g.state, g.queue, g.priority, g.attempt, g.max_at
 -- Expressions that read the inbox or the children count are evaluated on the row's newest
 -- version, so a signal sent while the step ran is never missed.
 WITH outcome AS (
-    SELECT o.id, o.status, o.step, o.state, o.delay, o.reset_attempt, o.result, o.error,
-           o.joining,
+    SELECT o.id, o.attempted_at, o.status, o.step, o.state, o.delay, o.reset_attempt,
+           o.result, o.error, o.joining,
            CASE WHEN o.awaited IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(o.awaited)) END AS awaited,
            CASE WHEN o.consumed IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(o.consumed)::bigint) END AS consumed
     FROM unnest(
-        %(id)s::bigint[], %(status)s::durable_status[], %(step)s::text[], %(state)s::jsonb[],
-        %(delay)s::float8[], %(reset_attempt)s::bool[], %(result)s::jsonb[], %(error)s::jsonb[],
-        %(awaited)s::jsonb[], %(consumed)s::jsonb[], %(joining)s::bool[])
-        AS o(id, status, step, state, delay, reset_attempt, result, error, awaited, consumed,
-             joining)
+        %(id)s::bigint[], %(attempted_at)s::timestamptz[], %(status)s::durable_status[],
+        %(step)s::text[], %(state)s::jsonb[], %(delay)s::float8[], %(reset_attempt)s::bool[],
+        %(result)s::jsonb[], %(error)s::jsonb[], %(awaited)s::jsonb[], %(consumed)s::jsonb[],
+        %(joining)s::bool[])
+        AS o(id, attempted_at, status, step, state, delay, reset_attempt, result, error,
+             awaited, consumed, joining)
 ),
 applied AS (
     UPDATE gen_durable AS g
@@ -244,6 +253,9 @@ applied AS (
       -- the planner to the index of running rows, which is full of dead entries on a busy table.
       AND g.id = ANY (%(id)s::bigint[])
       AND g.lease_owner = %(owner)s
+      -- The pick's time identifies the lease: an attempt the reaper gave up on, whose row this
+      -- same worker picked again, must not apply its outcome over the newer attempt.
+      AND g.attempted_at = o.attempted_at
     RETURNING g.id, g.status, g.queue
 ),
 -- Consumed signals, and every signal of an instance that ended, leave the inbox table.

@@ -23,3 +23,9 @@ ORDER BY g.queue, g.status;
 -- name: queue_list_paused
 -- List the paused queues.
 SELECT name FROM gen_durable_queues WHERE paused ORDER BY name;
+
+-- name: queue_lock_limited
+-- Take the pick locks of queues with a global limit, until the transaction ends.
+SELECT pg_advisory_xact_lock(hashtext('gendurable.queue.' || queue))
+FROM unnest(%(queues)s::text[]) AS queue
+ORDER BY queue;

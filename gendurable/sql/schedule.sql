@@ -7,33 +7,40 @@ RETURNING name, spec, registered_at, last_tick;
 
 -- name: schedule_fire
 -- Claim one tick of a schedule and insert its instance, both or neither; a tick already
--- claimed by any beat inserts nothing.
+-- claimed by any beat inserts nothing. The tick row takes the instance's id when it is
+-- inserted, because no part of one statement sees rows another part inserts; it takes none
+-- when a live instance already holds the correlation key.
 WITH claimed AS (
-    INSERT INTO gen_durable_ticks (schedule, tick)
-    VALUES (%(schedule)s, %(tick)s)
+    INSERT INTO gen_durable_ticks (schedule, tick, instance_id)
+    SELECT %(schedule)s, %(tick)s,
+           CASE WHEN EXISTS (
+                    SELECT FROM gen_durable AS g
+                    WHERE g.fsm = %(fsm)s AND g.correlation_key = %(correlation_key)s
+                      AND g.status = ANY (g.correlation_scope))
+                THEN NULL
+                ELSE nextval('gen_durable_id_seq')
+           END
     ON CONFLICT (schedule, tick) DO NOTHING
-    RETURNING schedule, tick
+    RETURNING schedule, tick, instance_id
 ),
 inserted AS (
+    -- NOTE: a live instance with the same correlation key inserted by a transaction that
+    -- commits while this statement runs makes this insert do nothing, and leaves the tick
+    -- row with an id that no instance has.
     INSERT INTO gen_durable (
-        fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
+        id, fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
         correlation_key, correlation_scope, concurrency_key, rate_limit, rate_partition, weight)
-    SELECT %(fsm)s, %(step)s, %(state)s, %(queue)s, %(priority)s, now(), %(max_attempts)s,
-           %(timeout)s::float8,
+    SELECT claimed.instance_id, %(fsm)s, %(step)s, %(state)s, %(queue)s, %(priority)s, now(),
+           %(max_attempts)s, %(timeout)s::float8,
            now() + make_interval(secs => %(expires_in)s::float8),
            %(correlation_key)s, %(correlation_scope)s::durable_status[], %(concurrency_key)s,
            %(rate_limit)s, %(rate_partition)s, %(weight)s
     FROM claimed
+    WHERE claimed.instance_id IS NOT NULL
     ON CONFLICT (fsm, correlation_key)
         WHERE correlation_key IS NOT NULL AND status = ANY (correlation_scope)
         DO NOTHING
     RETURNING id
-),
-recorded AS (
-    UPDATE gen_durable_ticks AS t
-    SET instance_id = inserted.id
-    FROM claimed, inserted
-    WHERE t.schedule = claimed.schedule AND t.tick = claimed.tick
 ),
 advanced AS (
     UPDATE gen_durable_schedules

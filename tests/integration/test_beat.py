@@ -154,7 +154,8 @@ def test_outcome_needs_lease_holder(gendurable_app, db):
     with gendurable_app.pool.connection() as conn:
         [picked] = store.pick(conn, "worker-a", {"default": 1}, {}, 60)
 
-        stolen = store.apply_outcomes(conn, "worker-b", [OutcomeRecord(picked.id, Status.DONE, result=1)])
+        outcome = OutcomeRecord(picked.id, Status.DONE, picked.attempted_at, result=1)
+        stolen = store.apply_outcomes(conn, "worker-b", [outcome])
 
         assert stolen == {}
         row = get_row(db, handle.id)
@@ -162,7 +163,7 @@ def test_outcome_needs_lease_holder(gendurable_app, db):
         assert row["lease_owner"] == "worker-a"
         assert row["result"] is None
 
-        applied = store.apply_outcomes(conn, "worker-a", [OutcomeRecord(picked.id, Status.DONE, result=1)])
+        applied = store.apply_outcomes(conn, "worker-a", [outcome])
 
     assert applied == {handle.id: Status.DONE}
     assert handle.result(timeout=0) == 1
@@ -172,16 +173,20 @@ def test_stale_worker_outcome_discarded(gendurable_app, db):
     handle = work.delay(8)
     store = gendurable_app._store
     with gendurable_app.pool.connection() as conn:
-        store.pick(conn, "worker-old", {"default": 1}, {}, 60)
+        [old] = store.pick(conn, "worker-old", {"default": 1}, {}, 60)
         db.execute(
             "UPDATE gen_durable SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
             (handle.id,),
         )
         reap_once(store)
-        store.pick(conn, "worker-new", {"default": 1}, {}, 60)
+        [new] = store.pick(conn, "worker-new", {"default": 1}, {}, 60)
 
-        late = store.apply_outcomes(conn, "worker-old", [OutcomeRecord(handle.id, Status.DONE, result="old")])
-        current = store.apply_outcomes(conn, "worker-new", [OutcomeRecord(handle.id, Status.DONE, result="new")])
+        late = store.apply_outcomes(
+            conn, "worker-old", [OutcomeRecord(handle.id, Status.DONE, old.attempted_at, result="old")]
+        )
+        current = store.apply_outcomes(
+            conn, "worker-new", [OutcomeRecord(handle.id, Status.DONE, new.attempted_at, result="new")]
+        )
 
     assert late == {}
     assert current == {handle.id: Status.DONE}
