@@ -161,6 +161,7 @@ def worker(app_path: str, log_level: str, queues: str | None, burst: bool, with_
             break
         stop.wait(0.2)
     if stop.is_set():
+        instance.stop_picking()
         logger.info("draining: waiting up to %.0f s for running steps; send the signal again to "
                     "stop at once", instance.grace)
     if beat is not None:

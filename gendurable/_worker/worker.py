@@ -109,6 +109,12 @@ class Worker:
     def wait_listening(self, timeout: float = 10.0) -> bool:
         return self._listener.listening.wait(timeout)  # type: ignore[attr-defined]
 
+    def stop_picking(self) -> None:
+        """Pick nothing more; what runs goes on (``stop`` then drains it)."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+
     def stop(self, grace: float | None = None) -> None:
         """Drain: stop picking, let running steps finish within ``grace``, release the rest."""
         grace = self.grace if grace is None else grace
