@@ -298,13 +298,13 @@ class App:
             )
         payload = json_payload(payload)
         delivered = self._store.signal(fsm_name, correlation_key, name, payload, connection)
-        if delivered and delivered[1] is Status.AVAILABLE and self.wakeup.needs_insert_wakeups:
+        if delivered and delivered[3] and self.wakeup.needs_insert_wakeups:
             self.wake([delivered[2]])
         telemetry.execute(
             "signal", {"count": 1 if delivered else 0},
             {"fsm": fsm_name, "correlation_key": correlation_key, "name": name,
              "instance_id": delivered[0] if delivered else None,
-             "woken": bool(delivered and delivered[1] is Status.AVAILABLE)},
+             "woken": bool(delivered and delivered[3])},
         )
         if delivered is None and strict:
             raise NoSuchInstance(

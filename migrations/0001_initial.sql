@@ -55,6 +55,8 @@ CREATE TABLE gen_durable (
     pending_children   integer NOT NULL DEFAULT 0,
     -- Set by a Children outcome until the join step's outcome, so the pick loads the children.
     joining            boolean NOT NULL DEFAULT false,
+    -- The first child of the last Children round: the join step sees children from it on.
+    children_since     bigint NOT NULL DEFAULT 0,
     lease_owner        text,
     lease_expires_at   timestamptz,
     cancel_requested   boolean NOT NULL DEFAULT false,
@@ -170,6 +172,23 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+
+-- Whatever path ends an instance (an outcome, the reaper, cancel, expiry), its pending
+-- signals go with it.
+CREATE FUNCTION gen_durable_finished() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.inbox := '[]';
+    DELETE FROM gen_durable_signals WHERE instance_id = NEW.id;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER gen_durable_finished
+    BEFORE UPDATE OF status ON gen_durable
+    FOR EACH ROW
+    WHEN (NEW.finished_at IS NOT NULL AND OLD.finished_at IS NULL AND OLD.inbox <> '[]')
+    EXECUTE FUNCTION gen_durable_finished();
 
 CREATE TRIGGER gen_durable_child_finished
     AFTER UPDATE OF status ON gen_durable

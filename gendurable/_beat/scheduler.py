@@ -66,6 +66,15 @@ def build_insert(app: App, schedule: Schedule) -> Insert:
     raise UnknownJob(f"schedule {schedule.name!r} names {schedule.target!r}, which is not startable")
 
 
+def _validation_summary(exc: pydantic.ValidationError) -> str:
+    """Return pydantic's errors on one line, such as ``customer: Field required (got {})``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'state'}: {error['msg']} "
+        f"(got {error.get('input')!r})"
+        for error in exc.errors()
+    )
+
+
 class Scheduler:
     """One pass at a time: call ``run_once()``; ``Beat`` calls it every ``beat_interval``."""
 
@@ -91,7 +100,10 @@ class Scheduler:
                 # start instances in a queue that no worker serves.
                 self.app.check_queue(insert.queue)
             except (GendurableError, TypeError, pydantic.ValidationError) as exc:
-                raise InvalidOption(f"schedule {schedule.name!r} cannot start its target: {exc}") from exc
+                reason = _validation_summary(exc) if isinstance(exc, pydantic.ValidationError) else exc
+                raise InvalidOption(
+                    f"schedule {schedule.name!r} cannot start its target: {reason}"
+                ) from exc
             conn.execute(
                 query("schedule_register"),
                 {"name": schedule.name, "spec": schedule.spec, "now": now},

@@ -276,16 +276,19 @@ class Store:
         name: str,
         payload: Any,
         connection: Connection | None = None,
-    ) -> tuple[int, Status, str] | None:
-        """Deliver a signal; return (instance id, status after, queue), or None when no live
-        instance has the key."""
+    ) -> tuple[int, Status, str, bool] | None:
+        """Deliver a signal; return (instance id, status after, queue, whether it woke the
+        instance), or None when no live instance has the key."""
         rows = self._execute(
             "signal_send",
             {"fsm": fsm, "correlation_key": correlation_key, "name": name,
              "payload": Jsonb(payload)},
             connection,
         )
-        return (int(rows[0][0]), Status(rows[0][1]), rows[0][2]) if rows else None
+        if not rows:
+            return None
+        instance_id, status, queue, woke = rows[0][:4]
+        return int(instance_id), Status(status), queue, bool(woke)
 
     def gc_sweep(self, retention_seconds: float, batch: int) -> int:
         """Delete one batch of old terminal rows; return how many went."""
@@ -310,9 +313,11 @@ class Store:
     def cancel(self, instance_id: int, connection: Connection | None = None) -> Status | None:
         with self._connection(connection) as conn:
             rows = conn.execute(query("instance_cancel"), {"id": instance_id}).fetchall()
-            if rows and rows[0][1] == Status.RUNNING:
-                conn.execute(query("cancel_notify"), {"id": instance_id})
-        return Status(rows[0][1]) if rows else None
+            for row_id, status in rows:
+                if status == Status.RUNNING:
+                    conn.execute(query("cancel_notify"), {"id": row_id})
+        statuses = {int(row_id): Status(status) for row_id, status in rows}
+        return statuses.get(instance_id)
 
     def retry(self, instance_id: int) -> Status | None:
         rows = self._execute("instance_retry", {"id": instance_id})

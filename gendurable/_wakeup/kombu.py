@@ -19,10 +19,12 @@ from typing import Any
 import kombu
 from kombu.exceptions import KombuError
 
+from ..errors import ConfigurationError
+
 logger = logging.getLogger("gendurable.worker")
 
 EXCHANGE = "gendurable.wakeup"
-# Connection errors of the transports kombu uses here, besides its own.
+# Errors of kombu and of sockets; broker_errors adds the errors of each transport's client.
 _BROKER_ERRORS: tuple[type[BaseException], ...] = (KombuError, OSError, ConnectionError)
 
 
@@ -40,12 +42,31 @@ def _redact(url: str) -> str:
     return f"{scheme}{sep}{rest}"
 
 
+def broker_errors(url: str) -> tuple[type[BaseException], ...]:
+    """Return the errors that mean the broker at ``url`` is unreachable or went away.
+
+    Each transport raises its client library's own errors (redis-py's ConnectionError,
+    py-amqp's ConnectionForced), which are neither KombuError nor OSError. Raises
+    ConfigurationError when kombu has no transport for the URL's scheme.
+    """
+    connection = kombu.Connection(url)
+    try:
+        return (*_BROKER_ERRORS, *connection.connection_errors, *connection.channel_errors)
+    except (KeyError, ImportError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ConfigurationError(
+            f"invalid wakeup channel {_redact(url)!r}: {reason}; set wakeup to 'postgres' or to "
+            "a redis:// or amqp:// URL"
+        ) from None
+
+
 class KombuPublisher:
     """Publishes wakeups; a broker that is down costs a warning, never a failed insert."""
 
     needs_insert_wakeups = True
 
     def __init__(self, url: str) -> None:
+        self._errors = broker_errors(url)
         self._url = url
         self._lock = threading.Lock()
         self._connection: kombu.Connection | None = None
@@ -62,7 +83,7 @@ class KombuPublisher:
                     body, exchange=_exchange(), routing_key="", declare=[_exchange()],
                     retry=True, retry_policy={"max_retries": 1, "interval_start": 0.1},
                 )
-            except _BROKER_ERRORS as exc:
+            except self._errors as exc:
                 self._reset()
                 now = time.monotonic()
                 if now - self._last_warning > 10:
@@ -104,6 +125,7 @@ class KombuListener(threading.Thread):
         stop: threading.Event,
     ) -> None:
         super().__init__(name="gendurable-kombu-listener", daemon=True)
+        self._errors = broker_errors(url)
         self._url = url
         self._on_work = on_work
         self._on_cancel = on_cancel
@@ -143,8 +165,7 @@ class KombuListener(threading.Thread):
                                 connection.drain_events(timeout=0.5)
                             except TimeoutError:
                                 connection.heartbeat_check()
-            except _BROKER_ERRORS as exc:
-                self.listening.clear()
+            except self._errors as exc:
                 if self._halt.is_set():
                     break
                 failures += 1
@@ -154,5 +175,11 @@ class KombuListener(threading.Thread):
                     _redact(self._url), exc, delay,
                 )
                 self._halt.wait(delay)
+            except Exception:
+                # A dead listener would leave the worker on its polls alone, silently.
+                failures += 1
+                logger.exception("wakeup listener failed; restarting it in 1 s")
+                self._halt.wait(1.0)
             finally:
+                self.listening.clear()
                 self.connection = None

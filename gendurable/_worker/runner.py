@@ -22,7 +22,7 @@ from .._insert import MAX_SECONDS, Insert
 from .._json import unstorable, without_nul
 from .._store import OutcomeRecord, PickedRow
 from ..context import Child, Context, Signal
-from ..errors import InvalidOutcome, InvalidState, StepTimeout, UnknownJob
+from ..errors import InvalidOutcome, InvalidState, StepTimeout, UnknownJob, UnknownQueue
 from ..outcomes import Await, Children, Done, Next, Retry, Stop, delay_seconds
 from ..status import Status
 
@@ -256,6 +256,10 @@ def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRe
                     f"{row.fsm}.{row.step} returned Children with {child!r}; build each child "
                     "with job.new(...) or SomeFSM.new(state)"
                 )
+            try:
+                attempt.ctx.app.check_queue(child.queue)
+            except UnknownQueue as exc:
+                raise InvalidOutcome(f"{row.fsm}.{row.step} returned Children: {exc}") from None
         record.status = Status.AWAITING
         record.step = outcome.step
         record.reset_attempt = True

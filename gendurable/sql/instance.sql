@@ -85,15 +85,25 @@ FROM gen_durable
 WHERE id = %(id)s;
 
 -- name: instance_cancel
--- Cancel a waiting row at once, or ask its lease holder to stop a running one.
-UPDATE gen_durable
-SET status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,
-    finished_at = CASE WHEN status = 'running' THEN NULL ELSE now() END,
+-- Cancel a waiting row and its live descendants at once; ask lease holders to stop running ones.
+WITH RECURSIVE family AS (
+    SELECT id FROM gen_durable WHERE id = %(id)s
+    UNION
+    SELECT child.id
+    FROM gen_durable AS child
+    JOIN family ON child.parent_id = family.id
+    WHERE child.finished_at IS NULL
+)
+UPDATE gen_durable AS g
+SET status = CASE WHEN g.status = 'running' THEN g.status ELSE 'cancelled' END,
+    finished_at = CASE WHEN g.status = 'running' THEN NULL ELSE now() END,
     cancel_requested = true,
-    awaited_signals = NULL
-WHERE id = %(id)s
-  AND status IN ('available', 'running', 'awaiting')
-RETURNING id, status;
+    awaited_signals = NULL,
+    await_until = NULL
+FROM family
+WHERE g.id = family.id
+  AND g.status IN ('available', 'running', 'awaiting')
+RETURNING g.id, g.status;
 
 -- name: instance_retry
 -- Put a finished or waiting row back to run now, with a fresh count of attempts.
@@ -184,7 +194,7 @@ RETURNING g.id, g.fsm, g.step, g.state, g.queue, g.priority, g.attempt, g.max_at
                          'id', c.id, 'fsm', c.fsm, 'status', c.status, 'result', c.result,
                          'error', c.errors -> -1) ORDER BY c.id)
               FROM gen_durable AS c
-              WHERE c.parent_id = g.id) END AS children;
+              WHERE c.parent_id = g.id AND c.id >= g.children_since) END AS children;
 
 -- name: instance_apply_outcomes
 -- Apply the outcomes of finished attempts, only where the caller still holds the lease.
@@ -230,22 +240,28 @@ applied AS (
                       ELSE g.errors || jsonb_build_array(o.error) END,
         finished_at = CASE WHEN g.cancel_requested OR o.status IN ('done', 'failed', 'cancelled')
                            THEN now() END,
-        awaited_signals = CASE WHEN o.status = 'awaiting' AND NOT o.joining
-                               THEN o.awaited END,
-        inbox = CASE WHEN g.cancel_requested OR o.status IN ('done', 'failed', 'cancelled')
-                     THEN '[]'
-                     WHEN o.consumed IS NULL THEN g.inbox
+        -- A retried step (no progress) keeps what woke it: the awaited names and the join.
+        awaited_signals = CASE
+            WHEN o.status = 'awaiting' AND NOT o.joining THEN o.awaited
+            WHEN o.status = 'available' AND NOT o.reset_attempt THEN g.awaited_signals END,
+        -- A terminal status empties the inbox through the gen_durable_finished trigger.
+        inbox = CASE WHEN o.consumed IS NULL THEN g.inbox
                      ELSE gen_durable_inbox_without(g.inbox, o.consumed) END,
-        joining = o.joining,
+        joining = CASE
+            WHEN o.joining THEN true
+            WHEN o.status = 'available' AND NOT o.reset_attempt THEN g.joining
+            ELSE false END,
+        children_since = CASE WHEN o.joining THEN counted.first_child ELSE g.children_since END,
         pending_children = CASE WHEN o.joining THEN counted.pending ELSE g.pending_children END,
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM outcome AS o
     -- Children inserted earlier in this transaction are visible here; none has finished yet.
+    -- The join step of this round sees the children from the round's first one on.
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN o.joining THEN (
-            SELECT count(*) FROM gen_durable AS c
-            WHERE c.parent_id = o.id AND c.finished_at IS NULL) ELSE 0 END AS pending
+        SELECT count(*) AS pending, coalesce(min(c.id), 0) AS first_child
+        FROM gen_durable AS c
+        WHERE o.joining AND c.parent_id = o.id AND c.finished_at IS NULL
     ) AS counted
     WHERE g.id = o.id
       -- Repeating the ids as an array lets the planner look rows up by primary key. A lease
@@ -258,14 +274,14 @@ applied AS (
       AND g.attempted_at = o.attempted_at
     RETURNING g.id, g.status, g.queue
 ),
--- Consumed signals, and every signal of an instance that ended, leave the inbox table.
+-- Consumed signals leave the inbox table (those of an instance that ended go by trigger).
 cleared AS (
     DELETE FROM gen_durable_signals AS s
     USING applied, outcome AS o
     WHERE o.id = applied.id
+      AND o.consumed IS NOT NULL
       AND s.instance_id = applied.id
-      AND (applied.status IN ('done', 'failed', 'cancelled')
-           OR s.id = ANY (o.consumed))
+      AND s.id = ANY (o.consumed)
 )
 SELECT id, status, queue FROM applied;
 

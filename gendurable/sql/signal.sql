@@ -2,7 +2,7 @@
 -- Deliver a signal to the live instance holding a correlation key; wake it if it awaits the name.
 -- The row lock orders this against a concurrent outcome, which then sees the new inbox entry.
 WITH target AS (
-    SELECT id
+    SELECT id, status = 'awaiting' AND %(name)s = ANY (awaited_signals) AS wakes
     FROM gen_durable
     WHERE fsm = %(fsm)s
       AND correlation_key = %(correlation_key)s
@@ -29,9 +29,10 @@ delivered AS (
     WHERE g.id = received.instance_id
     RETURNING g.id, g.status, g.queue
 )
-SELECT id, status, queue,
-       CASE WHEN status = 'available' THEN pg_notify('gen_durable', queue) END
-FROM delivered;
+SELECT delivered.id, delivered.status, delivered.queue, target.wakes,
+       CASE WHEN target.wakes THEN pg_notify('gen_durable', delivered.queue) END
+FROM delivered
+JOIN target ON target.id = delivered.id;
 
 -- name: await_expire
 -- Wake awaiting rows whose Await timeout passed; their step runs with what the inbox holds.

@@ -28,7 +28,7 @@ def _schema(db):
 
 
 def test_concurrency_key_never_overlaps(app, db, cluster):
-    # Two slots each, so that no worker can hold all three keys and the others take part.
+    # Two slots each, so that no worker can hold all three keys at once.
     for _ in range(3):
         fsm_worker(cluster, "--queues", "fsm_serial=2", **FAST_POLL)
     db.wait_listening(3)

@@ -25,7 +25,7 @@ class Order(FSM):
 
 
 class KeptOrder(FSM):
-    correlation_scope = ["available", "running", "awaiting", "done"]
+    correlation_scope = ("available", "running", "awaiting", "done")
 
     class State(BaseModel):
         order_id: int
@@ -119,7 +119,13 @@ def test_racing_starts_insert_once(gendurable_app, gendurable_database_url, db, 
         handles: list[Any] = [None, None]
         errors: list[BaseException] = []
 
-        def start(slot: int, key: str = key, barrier: threading.Barrier = barrier) -> None:
+        def start(
+            slot: int,
+            key: str = key,
+            barrier: threading.Barrier = barrier,
+            handles: list[Any] = handles,
+            errors: list[BaseException] = errors,
+        ) -> None:
             try:
                 with psycopg.connect(gendurable_database_url, autocommit=autocommit) as conn:
                     barrier.wait(timeout=10)

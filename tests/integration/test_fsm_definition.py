@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from pydantic import BaseModel
 
-from gendurable import FSM, Done, Next, Status, step
+from gendurable import FSM, Done, Next, Status, _registry, step
 from gendurable.errors import InvalidOption, InvalidState, UnknownQueue
 
 from .helpers import db_now, get_row, row_count
@@ -62,6 +62,26 @@ class SlowRetry(FSM):
 
 def test_name_defaults_to_import_path():
     assert Checkout._definition.name == f"{__name__}.Checkout"
+
+
+def test_subclass_does_not_inherit_name(gendurable_app, db):
+    class Named(FSM):
+        name = "billing.invoice-v1"
+
+        class State(BaseModel):
+            n: int
+
+        @step(initial=True)
+        def only(self, state, ctx):
+            return Done(state.n)
+
+    class Derived(Named):
+        pass
+
+    assert Named._definition.name == "billing.invoice-v1"
+    assert Derived._definition.name == f"{__name__}.{Derived.__qualname__}"
+    assert _registry.resolve("billing.invoice-v1", ()) is Named._definition
+    assert get_row(db, Named.start(Named.State(n=1)).id)["fsm"] == "billing.invoice-v1"
 
 
 def test_state_found_by_convention():
@@ -318,7 +338,7 @@ def test_start_unstorable_state_rejected(gendurable_app, db):
 
 
 def test_start_unknown_option_suggests_name(gendurable_app, db):
-    with pytest.raises(InvalidOption, match="'corelation_key'.*did you mean 'correlation_key'"):
+    with pytest.raises(InvalidOption, match=r"'corelation_key'.*did you mean 'correlation_key'"):
         Checkout.start(Checkout.State(order_id=1), corelation_key="order-1")
 
     assert row_count(db) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -25,12 +26,8 @@ def no_wait(attempt: int) -> float:
     return 0.0
 
 
-class Counter(BaseModel):
-    n: int = 0
-
-
 class Stepper(FSM):
-    """Moves through its steps as the state's ``plan`` says."""
+    """Returns from its first step the outcome that the state's ``plan`` names."""
 
     backoff = no_wait
     max_attempts = 3
@@ -47,16 +44,21 @@ class Stepper(FSM):
             return Next("second", bumped)
         if state.plan == "next-later":
             return Next("second", bumped, delay=timedelta(minutes=5))
+        if state.plan == "next-dict":
+            return Next("second", {"plan": "next-dict", "n": 41})
+
         if state.plan == "retry":
             return Retry(delay=0, state=bumped)
         if state.plan == "retry-later":
             return Retry(delay=600)
         if state.plan == "retry-backoff":
             return Retry()
+
         if state.plan == "done-with-state":
             return Done({"n": bumped.n}, state=bumped)
         if state.plan == "stop":
             return Stop("the customer left", state=bumped)
+
         if state.plan == "raise":
             raise ValueError(f"boom on attempt {ctx.attempt}")
         if state.plan == "raise-once":
@@ -69,6 +71,7 @@ class Stepper(FSM):
             return Next("secnod")
         if state.plan == "invalid-state":
             return Next("second", state.model_copy(update={"n": "many"}))
+
         if state.plan == "await":
             return Await({"go", "stop"}, "second", timeout=timedelta(hours=1))
         if state.plan == "await-forever":
@@ -98,6 +101,15 @@ def test_next_commits_state_and_moves(gendurable_app, db):
     row = get_row(db, handle.id)
     assert row["step"] == "second"
     assert row["state"] == {"plan": "next", "n": 1}
+
+
+def test_next_accepts_dict_state(gendurable_app, db):
+    handle = start("next-dict")
+
+    assert gendurable_app.drain() == {"next": 1, "done": 1}
+
+    assert handle.result(timeout=0) == 41
+    assert get_row(db, handle.id)["state"] == {"plan": "next-dict", "n": 41}
 
 
 def test_next_resets_attempt(gendurable_app, db):
@@ -285,6 +297,34 @@ def test_stop_fails_with_reason(gendurable_app, db):
     assert row["errors"][-1]["error"] == "stopped: the customer left"
     with pytest.raises(InstanceFailed, match="the customer left"):
         handle.result(timeout=0)
+
+
+# Async steps.
+
+
+class AsyncSteps(FSM):
+    class State(BaseModel):
+        n: int
+
+    @step(initial=True)
+    async def first(self, state: State, ctx):
+        await asyncio.sleep(0)
+        runs.append(("AsyncSteps", "first", ctx.attempt))
+        return Next("second", state.model_copy(update={"n": state.n + 1}))
+
+    @step
+    async def second(self, state: State, ctx):
+        runs.append(("AsyncSteps", "second", ctx.attempt))
+        return Done(state.n)
+
+
+def test_async_steps_run(gendurable_app):
+    handle = AsyncSteps.start(AsyncSteps.State(n=1))
+
+    assert gendurable_app.drain() == {"next": 1, "done": 1}
+
+    assert runs == [("AsyncSteps", "first", 1), ("AsyncSteps", "second", 1)]
+    assert handle.result(timeout=0) == 2
 
 
 # Children, as an outcome; fan-in has its own tests.

@@ -27,13 +27,6 @@ def _forget_contexts():
     contexts.clear()
 
 
-@pytest.fixture(autouse=True)
-def _empty_inbox_table(db):
-    # NOTE: the plugin's truncate leaves gen_durable_signals as it is while instance ids start
-    # again at 1, so an earlier test's signals would show up in this test's inboxes.
-    db.execute("DELETE FROM gen_durable_signals")
-
-
 def signal_rows(db, instance_id: int) -> list[dict[str, Any]]:
     return db.execute(
         "SELECT id, name, payload FROM gen_durable_signals WHERE instance_id = %s ORDER BY id",
@@ -50,7 +43,7 @@ def names(signals: list[Signal]) -> list[str]:
 
 
 class Shipment(FSM):
-    """Waits for "shipped" or "cancelled", then ends as the state's ``then`` says."""
+    """Waits for "shipped" or "cancelled", then ends as the state's ``then`` names."""
 
     backoff = staticmethod(lambda attempt: 0.0)
 
@@ -327,6 +320,15 @@ def test_terminal_outcome_clears_inbox(gendurable_app, db, then):
     assert signal_rows(db, handle.id) == []
 
 
+def expire_lease(db, instance_id: int) -> None:
+    """Make a row look picked, on its last attempt, by a worker that died."""
+    db.execute(
+        "UPDATE gen_durable SET status = 'running', attempt = max_attempts, lease_owner = 'dead', "
+        "lease_expires_at = now() - interval '1 minute' WHERE id = %s",
+        (instance_id,),
+    )
+
+
 def test_cancel_clears_inbox(gendurable_app, db):
     handle = start_shipment()
     gendurable_app.drain()
@@ -341,15 +343,35 @@ def test_cancel_clears_inbox(gendurable_app, db):
 def test_reaper_failure_clears_inbox(gendurable_app, db):
     handle = start_shipment(max_attempts=1)
     send(gendurable_app, "note")
-    db.execute(
-        "UPDATE gen_durable SET status = 'running', attempt = 1, lease_owner = 'dead', "
-        "lease_expires_at = now() - interval '1 minute' WHERE id = %s",
-        (handle.id,),
-    )
+    expire_lease(db, handle.id)
 
     reap_once(gendurable_app._store)
 
     assert get_row(db, handle.id)["status"] == "failed"
+    assert get_row(db, handle.id)["inbox"] == []
+    assert signal_rows(db, handle.id) == []
+
+
+def test_reaper_cancel_clears_inbox(gendurable_app, db):
+    handle = start_shipment()
+    send(gendurable_app, "note")
+    expire_lease(db, handle.id)
+    db.execute("UPDATE gen_durable SET cancel_requested = true WHERE id = %s", (handle.id,))
+
+    reap_once(gendurable_app._store)
+
+    assert get_row(db, handle.id)["status"] == "cancelled"
+    assert get_row(db, handle.id)["inbox"] == []
+    assert signal_rows(db, handle.id) == []
+
+
+def test_expiry_clears_inbox(gendurable_app, db):
+    handle = start_shipment(expires=0)
+    send(gendurable_app, "note")
+
+    reap_once(gendurable_app._store)
+
+    assert get_row(db, handle.id)["status"] == "cancelled"
     assert get_row(db, handle.id)["inbox"] == []
     assert signal_rows(db, handle.id) == []
 

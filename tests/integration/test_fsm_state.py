@@ -135,7 +135,7 @@ class Greeter(FSM):
 
 @pytest.fixture
 def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Two new packages on sys.path, each importing which writes a marker file."""
+    """Create two new packages on sys.path; importing either one writes a marker file."""
     names: dict[str, Any] = {"markers": tmp_path / "markers"}
     names["markers"].mkdir()
     for role in ("inside", "outside"):
