@@ -368,8 +368,7 @@ class App:
     ) -> dict[str, int]:
         """Run everything runnable in ``queues`` (all when None) in this process; return counts.
 
-        Uses the worker's code path: pick, run, apply outcome. ``with_scheduled=True`` also runs
-        rows scheduled for later and fires pending ``Await`` timeouts. Returns counts by outcome:
+        Uses the worker's code path: pick, run, apply outcome. Returns counts by outcome:
         ``done``, ``failed``, ``cancelled``, ``retried``, ``next``, ``awaiting``.
         """
         from ._worker.drain import drain

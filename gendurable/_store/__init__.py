@@ -265,9 +265,9 @@ class Store:
         """Cancel rows not started before their ``expires`` time."""
         return self._execute("lease_expire_unstarted", {"limit": limit})
 
-    def expire_awaits(self, limit: int = 1000, horizon: float = 0.0) -> list[tuple[Any, ...]]:
-        """Wake awaiting rows whose Await timeout passed (or passes within ``horizon`` s)."""
-        return self._execute("await_expire", {"limit": limit, "horizon": horizon})
+    def expire_awaits(self, limit: int = 1000) -> list[tuple[Any, ...]]:
+        """Wake awaiting rows whose Await timeout passed."""
+        return self._execute("await_expire", {"limit": limit})
 
     def signal(
         self,

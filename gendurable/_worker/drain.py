@@ -37,9 +37,6 @@ def drain(app: App, queues: list[str] | None, with_scheduled: bool, timeout: flo
     try:
         with app.pool.connection() as conn:
             while time.monotonic() < deadline:
-                if with_scheduled:
-                    # Await timeouts are due times too: fire those within the horizon.
-                    app._store.expire_awaits(horizon=horizon)
                 names = queues or app._store.queues_with_work(conn, horizon)
                 if not names:
                     break

@@ -41,7 +41,7 @@ WITH due AS (
     FROM gen_durable
     WHERE status = 'awaiting'
       AND await_until IS NOT NULL
-      AND await_until <= now() + make_interval(secs => %(horizon)s)
+      AND await_until <= now()
     ORDER BY await_until
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
