@@ -44,7 +44,7 @@ INSERT_WARMUP_JOBS = 100
 WORKER_READY_TIMEOUT_S = 60.0
 
 # Gap before each latency probe insert, drawn uniformly from this range, in
-# seconds. Long enough that the worker is idle again before the next probe.
+# seconds. The gaps are random so that probes do not line up with a poll timer.
 LATENCY_GAP_S = (0.005, 0.030)
 
 STOP_GRACE_S = 10.0
@@ -134,16 +134,17 @@ class Workers:
             log_file.close()
 
 
-def prepare_database(dsn: str) -> None:
+async def prepare_database(dsn: str) -> None:
     """Give every system the same starting point before a timed phase.
 
-    The server runs with autovacuum off, so without this the planner would see
-    whatever statistics an earlier phase left behind. CHECKPOINT keeps a
-    checkpoint caused by earlier phases out of the timed window.
+    Autovacuum may be off, as it is on the development machine's server, and
+    then the planner would see whatever statistics an earlier phase left
+    behind. CHECKPOINT keeps a checkpoint caused by earlier phases out of the
+    timed window.
     """
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("VACUUM ANALYZE")
+        await conn.execute("CHECKPOINT")
 
 
 async def run_install(system: Any, client: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -153,7 +154,7 @@ async def run_install(system: Any, client: Any, args: argparse.Namespace) -> dic
 
 async def run_insert_one(system: Any, client: Any, args: argparse.Namespace) -> dict[str, Any]:
     await client.clear()
-    prepare_database(args.dsn)
+    await prepare_database(args.dsn)
     for i in range(INSERT_WARMUP_JOBS):
         await client.insert_one(-1 - i)
 
@@ -168,7 +169,7 @@ async def run_insert_one(system: Any, client: Any, args: argparse.Namespace) -> 
 
 async def run_insert_bulk(system: Any, client: Any, args: argparse.Namespace) -> dict[str, Any]:
     await client.clear()
-    prepare_database(args.dsn)
+    await prepare_database(args.dsn)
     await client.insert_bulk(list(range(-INSERT_WARMUP_JOBS, 0)))
 
     start = time.perf_counter()
@@ -189,7 +190,7 @@ async def run_processing(system: Any, client: Any, args: argparse.Namespace) -> 
     """
     await client.clear()
     await client.insert_bulk(list(range(args.jobs)))
-    prepare_database(args.dsn)
+    await prepare_database(args.dsn)
     unfinished = await client.count_unfinished()
     if unfinished != args.jobs:
         raise RuntimeError(f"expected {args.jobs} queued jobs before the run, found {unfinished}")
@@ -211,6 +212,11 @@ async def run_processing(system: Any, client: Any, args: argparse.Namespace) -> 
                 elapsed = now - start
                 break
             if len(workers.exited()) == args.workers:
+                # A burst worker may have finished the last jobs after the count above.
+                remaining = await client.count_unfinished()
+                if remaining == 0:
+                    elapsed = time.perf_counter() - start
+                    break
                 raise RuntimeError(
                     f"all workers exited with {remaining} of {args.jobs} jobs unfinished; "
                     f"see {LOG_DIR}/{log_name}-*.log"
@@ -298,7 +304,7 @@ async def run_latency(system: Any, client: Any, args: argparse.Namespace) -> dic
     delay is that time minus time.time() taken right after the insert returned.
     """
     await client.clear()
-    prepare_database(args.dsn)
+    await prepare_database(args.dsn)
     receiver = ProbeReceiver()
     argv = system.worker_command(args.concurrency, burst=False)
     env = worker_environment(system, args.dsn, receiver.port)

@@ -53,10 +53,10 @@ class crontab:  # noqa: N801 - the name Celery users write in beat_schedule
 class Schedule:
     """When a job or FSM starts by itself, and with what.
 
-    ``misfire`` says what a beat does with ticks it finds more than ``misfire_grace`` seconds
-    late (the beats were down); ticks within the grace always fire. ``latest`` fires the most
-    recent due tick in place of the late ones, ``skip`` fires none of the late ones, ``all``
-    fires every due tick, at most ``misfire_limit`` (the most recent ones).
+    ``misfire`` says what a beat does when it finds ticks more than ``misfire_grace`` seconds
+    late (the beats were down): ``latest`` fires only the most recent due tick, ``skip``
+    fires none of the late ones, ``all`` fires every due tick, at most ``misfire_limit`` (the
+    most recent ones). When no due tick is late, every one of them fires.
     """
 
     name: str
@@ -157,9 +157,9 @@ class Schedule:
         late = [tick for tick in due if (now - tick).total_seconds() > self.misfire_grace]
         on_time = due[len(late) :]
         if self.misfire == "latest":
-            # Late ticks collapse into the latest due tick; ticks within the grace are not
-            # missed, so a pass that runs a little late still fires each of them.
-            return (on_time or [due[-1]]), None
+            # Without a late tick nothing was missed: a pass that runs a little behind (two
+            # ticks of a short interval due at once) fires each of them.
+            return ([due[-1]] if late else due), None
         if self.misfire == "all":
             return due[-self.misfire_limit :], None
         return on_time, (late[-1] if late else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Any
 
 import psycopg
 
@@ -33,18 +34,28 @@ def benchmark_dsn() -> str:
 
 
 class AdminConnection:
-    """Autocommit connection, separate from the system's own, for counting and clearing."""
+    """Autocommit connection, separate from the system's own, for counting and clearing.
 
-    def __init__(self, dsn: str):
-        self.connection = psycopg.connect(dsn, autocommit=True)
+    It is asynchronous so that a system's background tasks on the same event
+    loop keep running while it waits: a blocking TRUNCATE would wait forever
+    for the lock of a transaction that such a task cannot finish.
+    """
 
-    def count(self, sql: str) -> int:
-        row = self.connection.execute(sql).fetchone()
+    def __init__(self, connection: psycopg.AsyncConnection[Any]):
+        self.connection = connection
+
+    @classmethod
+    async def connect(cls, dsn: str) -> AdminConnection:
+        return cls(await psycopg.AsyncConnection.connect(dsn, autocommit=True))
+
+    async def count(self, sql: str) -> int:
+        cursor = await self.connection.execute(sql)
+        row = await cursor.fetchone()
         assert row is not None
         return int(row[0])
 
-    def execute(self, sql: str) -> None:
-        self.connection.execute(sql)
+    async def execute(self, sql: str) -> None:
+        await self.connection.execute(sql)
 
-    def close(self) -> None:
-        self.connection.close()
+    async def close(self) -> None:
+        await self.connection.close()

@@ -37,8 +37,11 @@ def worker_command(concurrency: int, burst: bool) -> list[str]:
         "start",
         "--queues",
         f"default:{concurrency}",
-        "--log-level",
-        "WARNING",
+        # Without this, oban's cron discovery greps the working directory and
+        # tries to import files under bench/.venv-peers, because it skips only
+        # directories named .venv, venv and .tox. This module has no cron jobs.
+        "--cron-modules",
+        "bench.systems.oban",
     ]
 
 
@@ -51,20 +54,23 @@ class Client:
         self.dsn = dsn
 
     async def __aenter__(self) -> Client:
+        self.admin = await AdminConnection.connect(self.dsn)
         self.pool = await Oban.create_pool(self.dsn)
-        # No queues, so this instance only inserts (oban's client mode).
+        # No queues, so this instance only inserts (oban's client mode). It is
+        # started after install, because its stager queries oban_jobs.
         self.oban = Oban(pool=self.pool)
-        await self.oban.start()
-        self.admin = AdminConnection(self.dsn)
+        if await self.admin.count("SELECT count(*) FROM pg_class WHERE relname = 'oban_jobs'"):
+            await self.oban.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.oban.stop()
         await self.pool.close()
-        self.admin.close()
+        await self.admin.close()
 
     async def install(self) -> None:
-        self.admin.execute(install_sql())
+        await self.admin.execute(install_sql())
+        await self.oban.start()
 
     async def insert_one(self, i: int) -> None:
         await self.oban.enqueue(Noop.new({"i": i}))
@@ -76,10 +82,10 @@ class Client:
         await self.oban.enqueue(Probe.new({"probe_id": probe_id}))
 
     async def count_unfinished(self) -> int:
-        return self.admin.count(
+        return await self.admin.count(
             "SELECT count(*) FROM oban_jobs "
             "WHERE state IN ('available', 'scheduled', 'executing', 'retryable')"
         )
 
     async def clear(self) -> None:
-        self.admin.execute("TRUNCATE oban_jobs")
+        await self.admin.execute("TRUNCATE oban_jobs")

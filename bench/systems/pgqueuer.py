@@ -7,7 +7,7 @@ batch size. The benchmark therefore maps concurrency 10 to --batch-size 10,
 PgQueuer's default, and leaves --max-concurrent-tasks unset. With no-op jobs
 that keeps about one batch in flight. A strict bound of 10 would need
 --batch-size 5 --max-concurrent-tasks 10, which measured about 30% slower
-on the 2-core machine described in bench/README.md.
+on the 2-core development machine that bench/results/latest.md describes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ NAME = "pgqueuer"
 
 @contextlib.asynccontextmanager
 async def create_pgqueuer() -> AsyncIterator[PgQueuer]:
-    """Build the worker; `pgq run bench.systems.pgqueuer:create_pgqueuer` calls this."""
+    """Build the worker for `pgq run bench.systems.pgqueuer:create_pgqueuer`."""
     connection = await asyncpg.connect(benchmark_dsn())
     pgq = PgQueuer.from_asyncpg_connection(connection)
 
@@ -54,8 +54,6 @@ def worker_command(concurrency: int, burst: bool) -> list[str]:
         "bench.systems.pgqueuer:create_pgqueuer",
         "--batch-size",
         str(concurrency),
-        "--log-level",
-        "WARNING",
     ]
     if burst:
         argv += ["--mode", "drain"]
@@ -69,12 +67,12 @@ class Client:
     async def __aenter__(self) -> Client:
         self.connection = await asyncpg.connect(self.dsn)
         self.queries = Queries.from_asyncpg_connection(self.connection)
-        self.admin = AdminConnection(self.dsn)
+        self.admin = await AdminConnection.connect(self.dsn)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.connection.close()
-        self.admin.close()
+        await self.admin.close()
 
     async def install(self) -> None:
         await self.queries.install()
@@ -92,7 +90,7 @@ class Client:
 
     async def count_unfinished(self) -> int:
         # Finished jobs move from the queue table to pgqueuer_log.
-        return self.admin.count("SELECT count(*) FROM pgqueuer")
+        return await self.admin.count("SELECT count(*) FROM pgqueuer")
 
     async def clear(self) -> None:
-        self.admin.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")
+        await self.admin.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")

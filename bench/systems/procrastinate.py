@@ -1,7 +1,8 @@
 """Procrastinate (pinned in bench/requirements-peers.txt) with its psycopg 3 connector.
 
-The tasks are coroutines, because Procrastinate runs --concurrency jobs in
-parallel only for async tasks. Jobs stay in procrastinate_jobs when they
+The tasks are coroutines, because Procrastinate documents --concurrency for
+asynchronous jobs ("Do not use concurrency if you have synchronous blocking
+tasks", App.run_worker_async in 3.10.0). Jobs stay in procrastinate_jobs when they
 finish (the default --delete-jobs is "never").
 """
 
@@ -53,12 +54,12 @@ class Client:
 
     async def __aenter__(self) -> Client:
         await app.open_async()
-        self.admin = AdminConnection(self.dsn)
+        self.admin = await AdminConnection.connect(self.dsn)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await app.close_async()
-        self.admin.close()
+        await self.admin.close()
 
     async def install(self) -> None:
         await app.schema_manager.apply_schema_async()
@@ -73,11 +74,11 @@ class Client:
         await probe.defer_async(probe_id=probe_id)
 
     async def count_unfinished(self) -> int:
-        return self.admin.count(
+        return await self.admin.count(
             "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
         )
 
     async def clear(self) -> None:
-        self.admin.execute(
+        await self.admin.execute(
             "TRUNCATE procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"
         )

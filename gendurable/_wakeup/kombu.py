@@ -49,8 +49,8 @@ def broker_errors(url: str) -> tuple[type[BaseException], ...]:
     py-amqp's ConnectionForced), which are neither KombuError nor OSError. Raises
     ConfigurationError when kombu has no transport for the URL's scheme.
     """
-    connection = kombu.Connection(url)
     try:
+        connection = kombu.Connection(url)
         return (*_BROKER_ERRORS, *connection.connection_errors, *connection.channel_errors)
     except (KeyError, ImportError) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

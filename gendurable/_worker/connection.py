@@ -37,6 +37,9 @@ class Reconnecting:
                 # change their best plan, so planning them once saves a fraction of a
                 # millisecond on every pick and outcome.
                 self._conn.execute("SET plan_cache_mode = force_generic_plan")
+                # JIT compiles a plan whose estimated cost passes a threshold; the generic plans
+                # of a big table pass it and pay tens of milliseconds per pick for nothing.
+                self._conn.execute("SET jit = off")
                 if self._failures:
                     logger.info("%s reconnected to the database after %d failed tries",
                                 self._name, self._failures)

@@ -330,12 +330,14 @@ class Worker:
         if rows and telemetry.has_handlers("worker.picked"):
             telemetry.execute("worker.picked", {"count": len(rows)},
                               {"worker": self.owner, "ids": [row.id for row in rows]})
+        runnable = []
         for attempt in attempts:
             if attempt.resolve(include) is None:
                 runner.start(attempt)
                 self._finished(attempt, runner.finish(attempt, None, None))
             else:
-                self._executor.submit(attempt)
+                runnable.append(attempt)
+        self._executor.submit_many(runnable)
 
     # Callbacks from the executor threads.
 

@@ -138,10 +138,10 @@ wanted AS (
     FROM demand
 ),
 locked AS (
-    SELECT candidate.id
+    SELECT candidate.id, candidate.concurrency_key, candidate.priority, candidate.run_at
     FROM wanted
     CROSS JOIN LATERAL (
-        SELECT g.id
+        SELECT g.id, g.concurrency_key, g.priority, g.run_at
         FROM gen_durable AS g
         WHERE g.status = 'available'
           AND g.queue = wanted.queue
@@ -157,16 +157,17 @@ locked AS (
         FOR UPDATE SKIP LOCKED
     ) AS candidate
 ),
--- At most one row per concurrency key in a batch: the most urgent one.
+-- At most one row per concurrency key in a batch: the most urgent one. The locked rows carry
+-- what the ranking needs, because joining them back to the table lets the generic plan, which
+-- cannot know the batch is small, choose a scan of the whole table.
 picked AS (
     SELECT id
     FROM (
         SELECT locked.id,
                row_number() OVER (
-                   PARTITION BY coalesce(g.concurrency_key, locked.id::text)
-                   ORDER BY g.priority, g.run_at, g.id) AS rank
+                   PARTITION BY coalesce(locked.concurrency_key, locked.id::text)
+                   ORDER BY locked.priority, locked.run_at, locked.id) AS rank
         FROM locked
-        JOIN gen_durable AS g ON g.id = locked.id
     ) AS ranked
     WHERE rank = 1
 )
