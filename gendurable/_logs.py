@@ -83,6 +83,18 @@ def _handle(event: str, measurements: Mapping[str, float], metadata: Mapping[str
         )
     elif event == "worker.stop":
         logger.info("worker %s stopped", metadata["worker"], extra=_extra(event, measurements, metadata))
+    elif event == "beat.fired":
+        if metadata.get("inserted"):
+            logger.info(
+                "schedule %s fired its tick %s as instance %s", metadata["schedule"],
+                metadata["tick"].isoformat(), metadata.get("instance_id"),
+                extra=_extra(event, measurements, metadata),
+            )
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "schedule %s tick %s was fired by another beat", metadata["schedule"],
+                metadata["tick"].isoformat(), extra=_extra(event, measurements, metadata),
+            )
     elif event == "insert":
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("inserted %d instances of %s into queue %s", metadata["count"],
@@ -91,7 +103,7 @@ def _handle(event: str, measurements: Mapping[str, float], metadata: Mapping[str
 
 _EVENTS = (
     "step.exception", "step.stop", "step.start", "reaper.rescued", "gc.swept", "worker.start",
-    "worker.drain", "worker.stop", "insert",
+    "worker.drain", "worker.stop", "insert", "beat.fired",
 )
 
 

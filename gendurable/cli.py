@@ -146,16 +146,10 @@ def worker(app_path: str, log_level: str, queues: str | None, burst: bool, with_
     except GendurableError as exc:
         raise click.UsageError(str(exc)) from None
     instance = Worker(app, limits, burst=burst, grace=grace)
-    beat = None
-    if with_beat:
-        from ._beat.beat import Beat
-
-        beat = Beat(app)
+    beat = _start_beat(app) if with_beat else None
     stop = threading.Event()
     _install_signals(stop)
     instance.start()
-    if beat is not None:
-        beat.start()
     while not stop.is_set():
         if burst and instance.wait_idle(0.2):
             break
@@ -174,18 +168,30 @@ def worker(app_path: str, log_level: str, queues: str | None, burst: bool, with_
 @app_option
 @log_option
 def beat(app_path: str, log_level: str) -> None:
-    """Run the reaper and garbage collection until SIGTERM."""
+    """Fire periodic schedules, wake workers for due rows, reap expired leases and collect
+    finished rows, until SIGTERM."""
     _setup_logging(log_level)
     app = load_app(app_path)
-    from ._beat.beat import Beat
-
-    instance = Beat(app)
+    instance = _start_beat(app)
     stop = threading.Event()
     _install_signals(stop)
-    instance.start()
     stop.wait()
     instance.stop()
+    logger.info("beat stopped")
     app.close()
+
+
+def _start_beat(app: App) -> Any:
+    """Build and start the beat loops; an invalid schedule is a usage error naming it."""
+    from ._beat.beat import Beat
+
+    try:
+        instance = Beat(app)
+        instance.start()
+    except GendurableError as exc:
+        app.close()
+        raise click.UsageError(str(exc)) from None
+    return instance
 
 
 def _install_signals(stop: threading.Event) -> None:

@@ -122,10 +122,26 @@ class _FSMDefinition(Definition):
         self.state_model: type[pydantic.BaseModel] = state_model
         self.schedule: Schedule | None = None
         if cls.cron is not None or cls.every is not None:
+            schedule_state = dict(cls.schedule_state or {})
+            unknown = sorted(set(schedule_state) - set(state_model.model_fields))
+            if unknown:
+                raise InvalidOption(
+                    f"schedule_state of periodic FSM {self.name} names {unknown[0]!r}, which is "
+                    f"not a field of its State{closest(unknown[0], list(state_model.model_fields))}"
+                )
+            try:
+                state_model.model_validate(schedule_state)
+            except pydantic.ValidationError as exc:
+                raise InvalidOption(
+                    f"periodic FSM {self.name} cannot build its State from schedule_state "
+                    f"{schedule_state!r}: {exc.errors(include_url=False)}; set schedule_state or "
+                    "give the fields defaults"
+                ) from None
             self.schedule = Schedule(
                 name=self.name, target=self.name, cron=cls.cron, timezone=cls.timezone,
                 every=check_seconds("every", cls.every, positive=True),
-                kwargs=dict(cls.schedule_state or {}), misfire=cls.misfire,  # type: ignore[arg-type]
+                kwargs=schedule_state, misfire=cls.misfire,  # type: ignore[arg-type]
+                misfire_grace=cls.misfire_grace, misfire_limit=cls.misfire_limit,
             )
 
     def has_step(self, step: str) -> bool:
@@ -226,6 +242,8 @@ class FSM:
     every: ClassVar[float | timedelta | None] = None
     timezone: ClassVar[str] = "UTC"
     misfire: ClassVar[str] = "latest"
+    misfire_grace: ClassVar[float] = 60.0
+    misfire_limit: ClassVar[int] = 100
     schedule_state: ClassVar[dict[str, Any] | None] = None
     _definition: ClassVar[_FSMDefinition]
 

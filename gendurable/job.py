@@ -161,6 +161,8 @@ class DurableJob(Definition, Generic[P, R]):
         every: float | timedelta | None = None,
         timezone: str = "UTC",
         misfire: str = "latest",
+        misfire_grace: float = 60.0,
+        misfire_limit: int = 100,
     ) -> None:
         self.function = function
         self.name = name or f"{function.__module__}.{function.__qualname__}"
@@ -187,10 +189,21 @@ class DurableJob(Definition, Generic[P, R]):
         self.schedule: Schedule | None = None
         if cron is not None or every is not None:
             # A periodic job is called with no arguments, so every parameter needs a default.
-            self._arguments.dump(self.name, (), {})
+            required = [
+                p.name for p in self._arguments.parameters
+                if p.default is inspect.Parameter.empty
+                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            ]
+            if required:
+                raise InvalidOption(
+                    f"periodic job {self.name} is called with no arguments, but its parameters "
+                    f"{', '.join(repr(name) for name in required)} have no default; give them "
+                    "defaults, or schedule it in App(beat_schedule=...) with args or kwargs"
+                )
             self.schedule = Schedule(
                 name=self.name, target=self.name, cron=cron, timezone=timezone,
                 every=check_seconds("every", every, positive=True), misfire=misfire,  # type: ignore[arg-type]
+                misfire_grace=misfire_grace, misfire_limit=misfire_limit,
             )
         _registry.register(self)
 

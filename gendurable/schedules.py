@@ -53,7 +53,7 @@ class crontab:  # noqa: N801 - the name Celery users write in beat_schedule
 class Schedule:
     """When a job or FSM starts by itself, and with what.
 
-    ``misfire`` says what a beat does when it finds ticks more than ``misfire_grace`` seconds
+    ``misfire`` sets what a beat does when it finds ticks more than ``misfire_grace`` seconds
     late (the beats were down): ``latest`` fires only the most recent due tick, ``skip``
     fires none of the late ones, ``all`` fires every due tick, at most ``misfire_limit`` (the
     most recent ones). When no due tick is late, every one of them fires.

@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     )
     pool_size: int = Field(default=4, ge=1, description="Connections the app's pool keeps open.")
 
+    @field_validator("wakeup")
+    @classmethod
+    def _wakeup_channel(cls, value: str) -> str:
+        schemes = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+        scheme, separator, _ = value.partition("://")
+        if value == "postgres" or (separator and scheme in schemes):
+            return value
+        raise ValueError(
+            f"invalid wakeup channel {value!r}: use 'postgres', or a URL starting with "
+            + ", ".join(f"{name}://" for name in schemes)
+        )
+
     @field_validator(
         "lease_timeout", "poll_interval", "reaper_interval", "gc_interval", "gc_retention",
         "shutdown_grace", "beat_interval", mode="before",

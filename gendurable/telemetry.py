@@ -10,6 +10,9 @@ Events and their metadata:
 ``step.start``       fsm, step, instance_id, attempt, queue
 ``step.stop``        fsm, step, instance_id, attempt, queue, outcome (measurements: duration_ms)
 ``step.exception``   fsm, step, instance_id, attempt, queue, error, final, exception
+``signal``           fsm, correlation_key, name, instance_id, woken (measurements: count)
+``concurrency.contended`` attempt, detail (measurements: count)
+``beat.fired``       schedule, tick, inserted, instance_id, queue (measurements: count)
 ``reaper.rescued``   ids, count (measurements: count)
 ``gc.swept``         count (measurements: count)
 ``worker.start``     worker, queues

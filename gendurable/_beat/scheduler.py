@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -100,7 +100,9 @@ class Scheduler:
                 # start instances in a queue that no worker serves.
                 self.app.check_queue(insert.queue)
             except (GendurableError, TypeError, pydantic.ValidationError) as exc:
-                reason = _validation_summary(exc) if isinstance(exc, pydantic.ValidationError) else exc
+                reason = (
+                    _validation_summary(exc) if isinstance(exc, pydantic.ValidationError) else exc
+                )
                 raise InvalidOption(
                     f"schedule {schedule.name!r} cannot start its target: {reason}"
                 ) from exc
@@ -149,7 +151,10 @@ class Scheduler:
         return fired
 
     def _fire(self, conn: Any, schedule: Schedule, tick: datetime, wake: set[str]) -> Fired:
-        """Claim ``tick`` and insert its instance unless another beat did; add its queue to ``wake``."""
+        """Claim ``tick`` and insert its instance unless another beat did.
+
+        Adds the instance's queue to ``wake``, the queues to wake once the pass ends.
+        """
         insert = build_insert(self.app, schedule)
         params = _params.insert_one(insert) | {"schedule": schedule.name, "tick": tick}
         row = conn.execute(query("schedule_fire"), params).fetchone()
@@ -165,11 +170,13 @@ class Scheduler:
         return Fired(schedule.name, tick, inserted, instance_id)
 
     def _due_queues(self, conn: Any, now: datetime) -> list[str]:
-        """Return the queues whose scheduled rows became due since the last pass."""
-        since = self._woken_until
+        """Return the queues whose scheduled rows became due since the last pass.
+
+        The first pass looks back without limit: rows that became due while no beat ran got
+        no wakeup from their insert, which notifies only rows due at once.
+        """
+        since = self._woken_until or datetime.min.replace(tzinfo=UTC)
         self._woken_until = now
-        if since is None:
-            return []
         queues = sorted(self.app.known_queues())
         rows = conn.execute(
             query("queue_due_since"), {"queues": queues, "since": since, "until": now}

@@ -7,9 +7,9 @@ RETURNING name, spec, registered_at, last_tick;
 
 -- name: schedule_fire
 -- Claim one tick of a schedule and insert its instance, both or neither; a tick already
--- claimed by any beat inserts nothing. The tick row takes the instance's id when it is
--- inserted, because no part of one statement sees rows another part inserts; it takes none
--- when a live instance already holds the correlation key.
+-- claimed by any beat inserts nothing. The tick row gets the instance's id as it is
+-- inserted, because no part of a statement can read the rows its other parts insert. It
+-- gets no id when a live instance already has the correlation key.
 WITH claimed AS (
     INSERT INTO gen_durable_ticks (schedule, tick, instance_id)
     SELECT %(schedule)s, %(tick)s,
