@@ -10,6 +10,7 @@ from .settings import Settings
 from .status import Status
 
 __all__ = [
+    "FSM",
     "App",
     "Await",
     "Child",
@@ -17,7 +18,6 @@ __all__ = [
     "Context",
     "Done",
     "DurableJob",
-    "FSM",
     "Handle",
     "Next",
     "Queue",

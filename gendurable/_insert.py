@@ -47,7 +47,9 @@ class Insert:
 def check_text(name: str, value: object) -> str:
     """Accept a non-empty string that PostgreSQL can store (no NUL character)."""
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
-        raise InvalidOption(f"{name} must be a non-empty string without NUL characters, got {value!r}")
+        raise InvalidOption(
+            f"{name} must be a non-empty string without NUL characters, got {value!r}"
+        )
     return value
 
 
@@ -129,7 +131,9 @@ def check_scope(scope: object) -> tuple[str, ...]:
     return tuple(str(status) for status in scope)
 
 
-def key_value(name: str, key: object, arguments: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]) -> str | None:
+def key_value(
+    name: str, key: object, arguments: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]
+) -> str | None:
     """Resolve a correlation or concurrency key given as a string or a callable of the arguments."""
     if key is None:
         return None

@@ -28,8 +28,10 @@ def unstorable(value: Any, where: str = "value") -> str | None:
         elif isinstance(item, dict):
             for key, child in reversed(list(item.items())):
                 if isinstance(key, str) and "\x00" in key:
-                    return (f"{path} has the key {key!r}, which contains a NUL character "
-                            "PostgreSQL cannot store")
+                    return (
+                        f"{path} has the key {key!r}, which contains a NUL character "
+                        "PostgreSQL cannot store"
+                    )
                 pending.append((child, f"{path}[{key!r}]"))
         elif isinstance(item, list | tuple | set | frozenset):
             for index, child in reversed(list(enumerate(item))):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 import threading
 
-from .errors import UnknownJob, closest
 from ._definition import Definition
+from .errors import UnknownJob, closest
 
 _lock = threading.Lock()
 _definitions: dict[str, Definition] = {}
@@ -48,7 +48,9 @@ def resolve(name: str, include: tuple[str, ...]) -> Definition:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        raise UnknownJob(f"unknown job or FSM {name!r}: importing {module!r} failed: {exc}") from exc
+        raise UnknownJob(
+            f"unknown job or FSM {name!r}: importing {module!r} failed: {exc}"
+        ) from exc
     found = _definitions.get(name)
     if found is None:
         raise UnknownJob(

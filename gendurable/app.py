@@ -49,7 +49,9 @@ class Queue:
 
     def __post_init__(self) -> None:
         if not _is_count(self.concurrency):
-            raise InvalidOption(f"Queue concurrency must be an integer of at least 1, got {self.concurrency!r}")
+            raise InvalidOption(
+                f"Queue concurrency must be an integer of at least 1, got {self.concurrency!r}"
+            )
         if self.global_limit is not None and not _is_count(self.global_limit):
             raise InvalidOption(
                 f"Queue global_limit must be None or an integer of at least 1, got {self.global_limit!r}"
@@ -228,8 +230,9 @@ class App:
         if inserted and self.wakeup.needs_insert_wakeups:
             self.wakeup.publish([insert.queue])
         if telemetry.has_handlers("insert"):
-            telemetry.execute("insert", {"count": 1},
-                              {"fsm": insert.fsm, "queue": insert.queue, "count": 1})
+            telemetry.execute(
+                "insert", {"count": 1}, {"fsm": insert.fsm, "queue": insert.queue, "count": 1}
+            )
         return Handle(self, instance_id, inserted)
 
     def insert_all(
@@ -251,8 +254,9 @@ class App:
             # One event per job and queue, so that a mixed batch is not counted as its first.
             groups = collections.Counter((item.fsm, item.queue) for item in inserts)
             for (fsm, queue), count in groups.items():
-                telemetry.execute("insert", {"count": count},
-                                  {"fsm": fsm, "queue": queue, "count": count})
+                telemetry.execute(
+                    "insert", {"count": count}, {"fsm": fsm, "queue": queue, "count": count}
+                )
         return [Handle(self, instance_id, inserted) for instance_id, inserted in results]
 
     def start(
@@ -301,10 +305,15 @@ class App:
         if delivered and delivered[3] and self.wakeup.needs_insert_wakeups:
             self.wake([delivered[2]])
         telemetry.execute(
-            "signal", {"count": 1 if delivered else 0},
-            {"fsm": fsm_name, "correlation_key": correlation_key, "name": name,
-             "instance_id": delivered[0] if delivered else None,
-             "woken": bool(delivered and delivered[3])},
+            "signal",
+            {"count": 1 if delivered else 0},
+            {
+                "fsm": fsm_name,
+                "correlation_key": correlation_key,
+                "name": name,
+                "instance_id": delivered[0] if delivered else None,
+                "woken": bool(delivered and delivered[3]),
+            },
         )
         if delivered is None and strict:
             raise NoSuchInstance(
@@ -344,13 +353,17 @@ class App:
             row = self._store.status(instance_id)
             if row is None:
                 raise NoSuchInstance(f"no instance with id {instance_id}")
-            raise InvalidOption(f"instance {instance_id} is {row[0]}; a running instance cannot be retried")
+            raise InvalidOption(
+                f"instance {instance_id} is {row[0]}; a running instance cannot be retried"
+            )
         return status
 
     def inspect(self, instance_id: int) -> dict[str, Any]:
         row = self._store.get(instance_id)
         if row is None:
-            raise NoSuchInstance(f"no instance with id {instance_id}: it was never committed or GC deleted it")
+            raise NoSuchInstance(
+                f"no instance with id {instance_id}: it was never committed or GC deleted it"
+            )
         return row
 
     def pause_queue(self, queue: str) -> None:
@@ -364,7 +377,11 @@ class App:
     # Testing and processes.
 
     def drain(
-        self, queues: Sequence[str] | None = None, *, with_scheduled: bool = False, timeout: float = 30
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        with_scheduled: bool = False,
+        timeout: float = 30,
     ) -> dict[str, int]:
         """Run everything runnable in ``queues`` (all when None) in this process; return counts.
 
@@ -405,11 +422,15 @@ class App:
                         "for example default=10"
                     ) from None
                 if queues[name] < 1:
-                    raise InvalidOption(f"concurrency of queue {name!r} must be at least 1, got {count}")
+                    raise InvalidOption(
+                        f"concurrency of queue {name!r} must be at least 1, got {count}"
+                    )
             else:
                 queues[name] = self.queues[name].concurrency if name in self.queues else 10
         if not queues:
-            raise InvalidOption(f"no queue named in {spec!r}; write for example default=10,emails=4")
+            raise InvalidOption(
+                f"no queue named in {spec!r}; write for example default=10,emails=4"
+            )
         return queues
 
 
@@ -436,7 +457,7 @@ def _caller_package() -> tuple[str, ...]:
     """Return the top-level package of the module that created the app."""
     frame = inspect.currentframe()
     try:
-        caller = frame.f_back.f_back if frame and frame.f_back else None  # type: ignore[union-attr]
+        caller = frame.f_back.f_back if frame and frame.f_back else None
         module = caller.f_globals.get("__name__", "") if caller else ""
     finally:
         del frame

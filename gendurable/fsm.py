@@ -47,8 +47,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _STEP_MARK = "__gendurable_step__"
 _START_OPTIONS = (
-    "correlation_key", "concurrency_key", "queue", "priority", "countdown", "eta", "expires",
-    "max_attempts", "timeout", "correlation_scope", "rate_limit", "weight",
+    "correlation_key",
+    "concurrency_key",
+    "queue",
+    "priority",
+    "countdown",
+    "eta",
+    "expires",
+    "max_attempts",
+    "timeout",
+    "correlation_scope",
+    "rate_limit",
+    "weight",
 )
 
 
@@ -89,7 +99,7 @@ class _FSMDefinition(Definition):
                 f"FSM {self.name}: backoff must be a callable of the attempt number, got "
                 f"{cls.backoff!r}"
             )
-        self.backoff = cls.backoff or default_backoff  # type: ignore[assignment]
+        self.backoff = cls.backoff or default_backoff
         self.correlation_scope = check_scope(cls.correlation_scope)
         self.steps: dict[str, Callable[..., Any]] = {}
         initial = []
@@ -138,10 +148,15 @@ class _FSMDefinition(Definition):
                     "give the fields defaults"
                 ) from None
             self.schedule = Schedule(
-                name=self.name, target=self.name, cron=cls.cron, timezone=cls.timezone,
+                name=self.name,
+                target=self.name,
+                cron=cls.cron,
+                timezone=cls.timezone,
                 every=check_seconds("every", cls.every, positive=True),
-                kwargs=schedule_state, misfire=cls.misfire,  # type: ignore[arg-type]
-                misfire_grace=cls.misfire_grace, misfire_limit=cls.misfire_limit,
+                kwargs=schedule_state,
+                misfire=cls.misfire,  # type: ignore[arg-type]
+                misfire_grace=cls.misfire_grace,
+                misfire_limit=cls.misfire_limit,
             )
 
     def has_step(self, step: str) -> bool:
@@ -264,7 +279,8 @@ class FSM:
             option = sorted(unknown)[0]
             raise InvalidOption(
                 f"unknown option {option!r} for {definition.name}"
-                + closest(option, _START_OPTIONS) + f"; valid options: {', '.join(_START_OPTIONS)}"
+                + closest(option, _START_OPTIONS)
+                + f"; valid options: {', '.join(_START_OPTIONS)}"
             )
         if not isinstance(state, definition.state_model):
             raise InvalidState(
@@ -298,10 +314,13 @@ class FSM:
             queue=definition.queue if queue is None else check_queue_name(queue),
             priority=definition.priority if priority is None else check_priority(priority),
             max_attempts=(
-                definition.max_attempts if max_attempts is None else check_max_attempts(max_attempts)
+                definition.max_attempts
+                if max_attempts is None
+                else check_max_attempts(max_attempts)
             ),
             timeout=(
-                definition.timeout if timeout is None
+                definition.timeout
+                if timeout is None
                 else check_seconds("timeout", timeout, positive=True)
             ),
             delay=delay,
@@ -310,7 +329,8 @@ class FSM:
             expires_in=expires_in,
             correlation_key=key_value("correlation_key", options.get("correlation_key"), arguments),
             correlation_scope=(
-                definition.correlation_scope if options.get("correlation_scope") is None
+                definition.correlation_scope
+                if options.get("correlation_scope") is None
                 else check_scope(options["correlation_scope"])
             ),
             concurrency_key=key_value("concurrency_key", options.get("concurrency_key"), arguments),

@@ -58,7 +58,9 @@ class Handle:
                     f"instance {self.id} is still {status.value} after {timeout} s; wait longer "
                     "or check that a worker serves its queue"
                 )
-            sleep_for = pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0))
+            sleep_for = (
+                pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0))
+            )
             time.sleep(sleep_for)
             pause = min(pause * 1.5, 0.5)
 

@@ -16,7 +16,6 @@ import pydantic_core
 
 from . import _registry
 from ._definition import Backoff, Definition, default_backoff
-from ._json import unstorable
 from ._insert import (
     Insert,
     check_max_attempts,
@@ -30,6 +29,7 @@ from ._insert import (
     key_value,
     schedule,
 )
+from ._json import unstorable
 from .errors import InvalidArguments, InvalidOption, InvalidOutcome
 from .outcomes import OUTCOME_TYPES, Done, Outcome
 from .schedules import Schedule
@@ -46,8 +46,18 @@ R = TypeVar("R")
 
 STEP = "perform"
 _APPLY_OPTIONS = (
-    "countdown", "eta", "queue", "priority", "max_attempts", "timeout", "expires",
-    "correlation_key", "correlation_scope", "concurrency_key", "rate_limit", "weight",
+    "countdown",
+    "eta",
+    "queue",
+    "priority",
+    "max_attempts",
+    "timeout",
+    "expires",
+    "correlation_key",
+    "correlation_scope",
+    "concurrency_key",
+    "rate_limit",
+    "weight",
 )
 
 
@@ -63,7 +73,9 @@ class _Arguments:
         self.parameters = parameters
         fields: dict[str, Any] = {}
         for parameter in parameters:
-            annotation = Any if parameter.annotation is inspect.Parameter.empty else parameter.annotation
+            annotation = (
+                Any if parameter.annotation is inspect.Parameter.empty else parameter.annotation
+            )
             if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                 fields[parameter.name] = (list[annotation], [])  # type: ignore[valid-type]
             elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -72,7 +84,7 @@ class _Arguments:
                 fields[parameter.name] = (annotation, ...)
             else:
                 fields[parameter.name] = (annotation, parameter.default)
-        self.model = pydantic.create_model(  # type: ignore[call-overload]
+        self.model = pydantic.create_model(
             f"{name}.arguments",
             __config__=pydantic.ConfigDict(extra="forbid"),
             # String annotations (from __future__ import annotations) name types of the
@@ -124,7 +136,7 @@ class _Arguments:
         # BoundArguments puts each parameter where its kind needs it: a parameter before
         # *args (or after a leading ctx) must go positionally, or the call gets "multiple
         # values" for it.
-        bound = inspect.BoundArguments(self.full_signature, values)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self.full_signature, values)
         return list(bound.args), dict(bound.kwargs)
 
 
@@ -170,8 +182,10 @@ class DurableJob(Definition, Generic[P, R]):
         self.priority = check_priority(priority)
         self.max_attempts = check_max_attempts(max_attempts)
         if backoff is not None and not callable(backoff):
-            raise InvalidOption(f"backoff must be a callable of the attempt number, got {backoff!r}")
-        self.backoff = backoff or default_backoff  # type: ignore[assignment]
+            raise InvalidOption(
+                f"backoff must be a callable of the attempt number, got {backoff!r}"
+            )
+        self.backoff = backoff or default_backoff
         self.timeout = check_seconds("timeout", timeout, positive=True)
         self.rate_limit = check_rate_limit(rate_limit)
         self.weight = check_weight(weight)
@@ -190,7 +204,8 @@ class DurableJob(Definition, Generic[P, R]):
         if cron is not None or every is not None:
             # A periodic job is called with no arguments, so every parameter needs a default.
             required = [
-                p.name for p in self._arguments.parameters
+                p.name
+                for p in self._arguments.parameters
                 if p.default is inspect.Parameter.empty
                 and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
             ]
@@ -201,9 +216,14 @@ class DurableJob(Definition, Generic[P, R]):
                     "defaults, or schedule it in App(beat_schedule=...) with args or kwargs"
                 )
             self.schedule = Schedule(
-                name=self.name, target=self.name, cron=cron, timezone=timezone,
-                every=check_seconds("every", every, positive=True), misfire=misfire,  # type: ignore[arg-type]
-                misfire_grace=misfire_grace, misfire_limit=misfire_limit,
+                name=self.name,
+                target=self.name,
+                cron=cron,
+                timezone=timezone,
+                every=check_seconds("every", every, positive=True),
+                misfire=misfire,  # type: ignore[arg-type]
+                misfire_grace=misfire_grace,
+                misfire_limit=misfire_limit,
             )
         _registry.register(self)
 
@@ -260,14 +280,17 @@ class DurableJob(Definition, Generic[P, R]):
                 options[option] = kwargs.pop(key)
         return self._build(args, kwargs, options)
 
-    def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> Insert:
+    def _build(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+    ) -> Insert:
         unknown = set(options) - set(_APPLY_OPTIONS)
         if unknown:
             from .errors import closest
 
             name = sorted(unknown)[0]
             raise InvalidOption(
-                f"unknown option {name!r} for {self.name}" + closest(name, _APPLY_OPTIONS)
+                f"unknown option {name!r} for {self.name}"
+                + closest(name, _APPLY_OPTIONS)
                 + f"; valid options: {', '.join(_APPLY_OPTIONS)}"
             )
         state = {"args": self._arguments.dump(self.name, args, kwargs)}
@@ -287,8 +310,12 @@ class DurableJob(Definition, Generic[P, R]):
             state=state,
             queue=self.queue if queue is None else check_queue_name(queue),
             priority=self.priority if priority is None else check_priority(priority),
-            max_attempts=self.max_attempts if max_attempts is None else check_max_attempts(max_attempts),
-            timeout=self.timeout if timeout is None else check_seconds("timeout", timeout, positive=True),
+            max_attempts=self.max_attempts
+            if max_attempts is None
+            else check_max_attempts(max_attempts),
+            timeout=self.timeout
+            if timeout is None
+            else check_seconds("timeout", timeout, positive=True),
             delay=delay,
             run_at=run_at,
             expires_at=expires_at,
@@ -305,10 +332,13 @@ class DurableJob(Definition, Generic[P, R]):
                 "concurrency_key", options.get("concurrency_key", self.concurrency_key), arguments
             ),
             rate_limit=(
-                self.rate_limit if options.get("rate_limit") is None
+                self.rate_limit
+                if options.get("rate_limit") is None
                 else check_rate_limit(options["rate_limit"])
             ),
-            weight=self.weight if options.get("weight") is None else check_weight(options["weight"]),
+            weight=self.weight
+            if options.get("weight") is None
+            else check_weight(options["weight"]),
         )
 
     # The engine's side.
@@ -368,7 +398,8 @@ def durable_job(function: Callable[P, R] | None = None, /, **options: Any) -> An
             from .errors import closest
 
             raise InvalidOption(
-                f"unknown @durable_job option {option!r}" + closest(option, valid)
+                f"unknown @durable_job option {option!r}"
+                + closest(option, valid)
                 + f"; valid options: {', '.join(sorted(valid))}"
             )
     if function is not None:

@@ -44,7 +44,7 @@ def _folder() -> Traversable:
     if shipped.is_dir():
         return shipped
     # An editable install or a source checkout: the top-level folder beside the package.
-    return resources.files("gendurable").joinpath("..", "migrations")  # type: ignore[arg-type]
+    return resources.files("gendurable").joinpath("..", "migrations")
 
 
 def migrations() -> list[Migration]:
@@ -89,7 +89,7 @@ def migrate(conninfo: str) -> list[Migration]:
                         "embedded server's data folder) and run gendurable migrate"
                     )
                 continue
-            conn.execute(migration.sql)  # type: ignore[call-overload]
+            conn.execute(migration.sql)
             conn.execute(
                 "INSERT INTO gen_durable_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),

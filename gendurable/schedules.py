@@ -32,7 +32,7 @@ MISFIRE_POLICIES = ("skip", "latest", "all")
 
 
 @dataclasses.dataclass(frozen=True)
-class crontab:  # noqa: N801 - the name Celery users write in beat_schedule
+class crontab:
     """A cron schedule in Celery's spelling: ``crontab(minute=0, hour=3)``."""
 
     minute: str | int = "*"
@@ -139,7 +139,9 @@ class Schedule:
                 if tick.astimezone(UTC) > after:
                     yield tick.astimezone(UTC)
 
-    def due(self, anchor: datetime, after: datetime, now: datetime) -> tuple[list[datetime], datetime | None]:
+    def due(
+        self, anchor: datetime, after: datetime, now: datetime
+    ) -> tuple[list[datetime], datetime | None]:
         """Split the ticks in (after, now] into those to fire and the latest one to skip past.
 
         Returns (ticks to fire in order, the tick to record as passed without firing or None).
@@ -170,8 +172,17 @@ class Schedule:
 
 def from_celery(name: str, entry: dict[str, Any], default_timezone: str) -> Schedule:
     """Build a Schedule from one entry of a Celery-style ``beat_schedule``."""
-    known = {"task", "schedule", "args", "kwargs", "options", "misfire", "misfire_grace",
-             "misfire_limit", "relative"}
+    known = {
+        "task",
+        "schedule",
+        "args",
+        "kwargs",
+        "options",
+        "misfire",
+        "misfire_grace",
+        "misfire_limit",
+        "relative",
+    }
     for key in entry:
         if key not in known:
             raise InvalidOption(
@@ -205,7 +216,13 @@ def from_celery(name: str, entry: dict[str, Any], default_timezone: str) -> Sche
         key: entry[key] for key in ("misfire", "misfire_grace", "misfire_limit") if key in entry
     }
     return Schedule(
-        name=name, target=target, cron=cron, every=every, timezone=timezone,
-        args=tuple(entry.get("args") or ()), kwargs=dict(entry.get("kwargs") or {}),
-        options=dict(entry.get("options") or {}), **optional,
+        name=name,
+        target=target,
+        cron=cron,
+        every=every,
+        timezone=timezone,
+        args=tuple(entry.get("args") or ()),
+        kwargs=dict(entry.get("kwargs") or {}),
+        options=dict(entry.get("options") or {}),
+        **optional,
     )

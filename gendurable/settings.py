@@ -25,8 +25,12 @@ class Settings(BaseSettings):
         default=Path(".gendurable"),
         description="Folder of the embedded server, relative to the working directory.",
     )
-    lease_timeout: float = Field(default=60.0, gt=0, description="Seconds a picked row stays leased.")
-    poll_interval: float = Field(default=1.0, gt=0, description="Seconds between picks with no wakeup.")
+    lease_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a picked row stays leased."
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between picks with no wakeup."
+    )
     reaper_interval: float = Field(default=5.0, gt=0, description="Seconds between reaper passes.")
     gc_interval: float = Field(default=60.0, gt=0, description="Seconds between GC passes.")
     gc_retention: float = Field(
@@ -61,15 +65,25 @@ class Settings(BaseSettings):
         )
 
     @field_validator(
-        "lease_timeout", "poll_interval", "reaper_interval", "gc_interval", "gc_retention",
-        "shutdown_grace", "beat_interval", mode="before",
+        "lease_timeout",
+        "poll_interval",
+        "reaper_interval",
+        "gc_interval",
+        "gc_retention",
+        "shutdown_grace",
+        "beat_interval",
+        mode="before",
     )
     @classmethod
     def _seconds(cls, value: object) -> object:
         return value.total_seconds() if isinstance(value, timedelta) else value
 
     @field_validator(
-        "lease_timeout", "poll_interval", "reaper_interval", "gc_interval", "gc_retention",
+        "lease_timeout",
+        "poll_interval",
+        "reaper_interval",
+        "gc_interval",
+        "gc_retention",
         "shutdown_grace",
     )
     @classmethod
@@ -77,5 +91,7 @@ class Settings(BaseSettings):
         # The database adds these to now(), and its interval type cannot store infinity or a
         # value far beyond MAX_SECONDS.
         if not math.isfinite(value) or value > MAX_SECONDS:
-            raise ValueError(f"must be a finite number of seconds up to {MAX_SECONDS:.0f} (1000 years)")
+            raise ValueError(
+                f"must be a finite number of seconds up to {MAX_SECONDS:.0f} (1000 years)"
+            )
         return value

@@ -31,7 +31,10 @@ from .migrate import migrate, migrations
 
 TEST_URL_VARIABLE = "GENDURABLE_TEST_DATABASE_URL"
 _TABLES = (
-    "gen_durable", "gen_durable_queues", "gen_durable_signals", "gen_durable_schedules",
+    "gen_durable",
+    "gen_durable_queues",
+    "gen_durable_signals",
+    "gen_durable_schedules",
     "gen_durable_ticks",
 )
 

@@ -35,7 +35,8 @@ class Beat:
             self._loop("scheduler", settings.beat_interval, self._schedule),
             self._loop("reaper", settings.reaper_interval, lambda: reap_once(app._store)),
             self._loop(
-                "gc", settings.gc_interval,
+                "gc",
+                settings.gc_interval,
                 lambda: sweep_once(app._store, settings.gc_retention, settings.gc_batch),
             ),
         ]
@@ -53,12 +54,18 @@ class Beat:
                     wait = interval
                 except LOST as exc:
                     failures += 1
-                    wait = min(interval, 0.5 * 2 ** failures)
-                    logger.warning("beat %s could not reach the database (%s); retrying in %.1f s",
-                                   name, str(exc).strip().splitlines()[0] if str(exc).strip() else exc, wait)
+                    wait = min(interval, 0.5 * 2**failures)
+                    logger.warning(
+                        "beat %s could not reach the database (%s); retrying in %.1f s",
+                        name,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                        wait,
+                    )
                 except Exception:
                     wait = interval
-                    logger.exception("beat %s pass failed; the next pass runs in %.1f s", name, wait)
+                    logger.exception(
+                        "beat %s pass failed; the next pass runs in %.1f s", name, wait
+                    )
                 self._stop.wait(wait)
 
         return threading.Thread(target=run, name=f"gendurable-beat-{name}", daemon=True)
@@ -70,7 +77,8 @@ class Beat:
             logger.info("no periodic schedules declared")
         logger.info(
             "beat started: reaper every %.1f s, gc every %.1f s keeping finished rows %.0f s",
-            self.app.settings.reaper_interval, self.app.settings.gc_interval,
+            self.app.settings.reaper_interval,
+            self.app.settings.gc_interval,
             self.app.settings.gc_retention,
         )
         for thread in self._threads:

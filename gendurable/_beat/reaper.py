@@ -22,7 +22,9 @@ def reap_once(store: Store) -> int:
         rows = store.reap(BATCH)
         if rows:
             ids = [row[0] for row in rows]
-            telemetry.execute("reaper.rescued", {"count": len(ids)}, {"ids": ids, "count": len(ids)})
+            telemetry.execute(
+                "reaper.rescued", {"count": len(ids)}, {"ids": ids, "count": len(ids)}
+            )
             total += len(ids)
         if len(rows) < BATCH:
             break

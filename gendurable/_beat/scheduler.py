@@ -63,7 +63,9 @@ def build_insert(app: App, schedule: Schedule) -> Insert:
     if isinstance(definition, _FSMDefinition):
         state = definition.state_model(**schedule.kwargs)
         return definition.cls.new(state, **schedule.options)
-    raise UnknownJob(f"schedule {schedule.name!r} names {schedule.target!r}, which is not startable")
+    raise UnknownJob(
+        f"schedule {schedule.name!r} names {schedule.target!r}, which is not startable"
+    )
 
 
 def _validation_summary(exc: pydantic.ValidationError) -> str:
@@ -120,19 +122,20 @@ class Scheduler:
             now = self.now(conn)
             if not self._registered:
                 self.register(conn, now)
-            state = {
-                row[0]: row for row in conn.execute(query("schedule_list")).fetchall()
-            }
+            state = {row[0]: row for row in conn.execute(query("schedule_list")).fetchall()}
             next_ticks: dict[str, datetime] = {}
             for schedule in self.schedules:
                 _, _, registered_at, last_tick, _, _ = state[schedule.name]
                 after = max(registered_at, last_tick) if last_tick else registered_at
                 ticks, skip_past = schedule.due(registered_at, after, now)
                 if skip_past is not None:
-                    conn.execute(query("schedule_skip"), {"schedule": schedule.name, "tick": skip_past})
+                    conn.execute(
+                        query("schedule_skip"), {"schedule": schedule.name, "tick": skip_past}
+                    )
                     logger.warning(
                         "schedule %s skipped late ticks up to %s (misfire policy skip)",
-                        schedule.name, skip_past.isoformat(),
+                        schedule.name,
+                        skip_past.isoformat(),
                     )
                 for tick in ticks:
                     fired.append(self._fire(conn, schedule, tick, wake))
@@ -161,9 +164,15 @@ class Scheduler:
         inserted = bool(row and row[0])
         instance_id = row[1] if row else None
         telemetry.execute(
-            "beat.fired", {"count": 1 if inserted else 0},
-            {"schedule": schedule.name, "tick": tick, "inserted": inserted,
-             "instance_id": instance_id, "queue": insert.queue},
+            "beat.fired",
+            {"count": 1 if inserted else 0},
+            {
+                "schedule": schedule.name,
+                "tick": tick,
+                "inserted": inserted,
+                "instance_id": instance_id,
+                "queue": insert.queue,
+            },
         )
         if instance_id is not None:
             wake.add(insert.queue)

@@ -28,9 +28,22 @@ __all__ = ["OutcomeRecord", "PickedRow", "Store"]
 Connection = psycopg.Connection[Any]
 
 _COPY_COLUMNS = (
-    "id", "fsm", "step", "state", "queue", "priority", "run_at", "max_attempts", "timeout",
-    "expires_at", "correlation_scope", "concurrency_key", "rate_limit", "rate_partition",
-    "weight", "parent_id",
+    "id",
+    "fsm",
+    "step",
+    "state",
+    "queue",
+    "priority",
+    "run_at",
+    "max_attempts",
+    "timeout",
+    "expires_at",
+    "correlation_scope",
+    "concurrency_key",
+    "rate_limit",
+    "rate_partition",
+    "weight",
+    "parent_id",
 )
 
 
@@ -118,7 +131,8 @@ class Store:
             ).fetchall()
             inserted = {row[0] for row in rows}
             missing = [
-                item for item, i in zip(inserts, ids, strict=True)
+                item
+                for item, i in zip(inserts, ids, strict=True)
                 if i not in inserted and item.correlation_key
             ]
             holders: dict[tuple[str, str], int] = {}
@@ -139,7 +153,9 @@ class Store:
                 result.append((holders.get((item.fsm, item.correlation_key), int(i)), False))
         return result
 
-    def _copy(self, conn: Connection, inserts: Sequence[Any], ids: list[int], clock: datetime) -> None:
+    def _copy(
+        self, conn: Connection, inserts: Sequence[Any], ids: list[int], clock: datetime
+    ) -> None:
         statement = f"COPY gen_durable ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
         with conn.cursor() as cursor, cursor.copy(statement) as copy:
             for item, i in zip(inserts, ids, strict=True):
@@ -204,13 +220,14 @@ class Store:
             if outcomes:
                 self._insert_children(conn, owner, outcomes)
                 applied = conn.execute(
-                    query("instance_apply_outcomes"), _params.outcomes(owner, outcomes),
+                    query("instance_apply_outcomes"),
+                    _params.outcomes(owner, outcomes),
                     prepare=True,
                 )
             picked = conn.execute(query("instance_pick"), pick_params, prepare=True)
-        statuses = {} if applied is None else {
-            int(row[0]): Status(row[1]) for row in applied.fetchall()
-        }
+        statuses = (
+            {} if applied is None else {int(row[0]): Status(row[1]) for row in applied.fetchall()}
+        )
         return statuses, [PickedRow(*row) for row in picked.fetchall()]
 
     def apply_outcomes(
@@ -226,7 +243,9 @@ class Store:
             rows = conn.execute(query("instance_apply_outcomes"), params, prepare=True).fetchall()
         return {int(row[0]): Status(row[1]) for row in rows}
 
-    def _insert_children(self, conn: Connection, owner: str, outcomes: Sequence[OutcomeRecord]) -> None:
+    def _insert_children(
+        self, conn: Connection, owner: str, outcomes: Sequence[OutcomeRecord]
+    ) -> None:
         if any(record.children for record in outcomes):
             conn.execute(query("instance_insert_children"), _params.children(owner, outcomes))
 
@@ -243,7 +262,9 @@ class Store:
 
     def release(self, conn: Connection, owner: str, ids: Sequence[int]) -> list[int]:
         """Give back leases a draining worker could not finish."""
-        rows = conn.execute(query("instance_release"), {"owner": owner, "ids": list(ids)}).fetchall()
+        rows = conn.execute(
+            query("instance_release"), {"owner": owner, "ids": list(ids)}
+        ).fetchall()
         return [int(row[0]) for row in rows]
 
     def queues_with_work(self, conn: Connection, horizon: float) -> list[str]:
@@ -252,7 +273,9 @@ class Store:
         return [row[0] for row in rows]
 
     def count_runnable(self, queues: Sequence[str], horizon: float = 0.0) -> int:
-        rows = self._execute("instance_count_runnable", {"queues": list(queues), "horizon": horizon})
+        rows = self._execute(
+            "instance_count_runnable", {"queues": list(queues), "horizon": horizon}
+        )
         return int(rows[0][0])
 
     # Beat.
@@ -281,8 +304,12 @@ class Store:
         instance), or None when no live instance has the key."""
         rows = self._execute(
             "signal_send",
-            {"fsm": fsm, "correlation_key": correlation_key, "name": name,
-             "payload": Jsonb(payload)},
+            {
+                "fsm": fsm,
+                "correlation_key": correlation_key,
+                "name": name,
+                "payload": Jsonb(payload),
+            },
             connection,
         )
         if not rows:
@@ -357,10 +384,14 @@ def _contended(operation: Callable[[], T]) -> T:
         try:
             return operation()
         except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name != "gen_durable_concurrency_active" or attempt == _CONTENDED_TRIES:
+            if (
+                exc.diag.constraint_name != "gen_durable_concurrency_active"
+                or attempt == _CONTENDED_TRIES
+            ):
                 raise
             telemetry.execute(
-                "concurrency.contended", {"count": 1},
+                "concurrency.contended",
+                {"count": 1},
                 {"attempt": attempt, "detail": exc.diag.message_detail},
             )
     raise AssertionError("unreachable")

@@ -100,9 +100,22 @@ def copy_row(item: Any, instance_id: int, clock: datetime) -> tuple[Any, ...]:
     if expires_at is None and item.expires_in is not None:
         expires_at = clock + timedelta(seconds=item.expires_in)
     return (
-        instance_id, item.fsm, item.step, Jsonb(item.state), item.queue, item.priority, run_at,
-        item.max_attempts, item.timeout, expires_at, list(item.correlation_scope),
-        item.concurrency_key, item.rate_limit, item.rate_partition, item.weight, item.parent_id,
+        instance_id,
+        item.fsm,
+        item.step,
+        Jsonb(item.state),
+        item.queue,
+        item.priority,
+        run_at,
+        item.max_attempts,
+        item.timeout,
+        expires_at,
+        list(item.correlation_scope),
+        item.concurrency_key,
+        item.rate_limit,
+        item.rate_partition,
+        item.weight,
+        item.parent_id,
     )
 
 

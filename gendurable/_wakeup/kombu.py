@@ -80,8 +80,12 @@ class KombuPublisher:
                     self._connection = kombu.Connection(self._url, connect_timeout=2)
                     self._producer = self._connection.Producer(serializer="json")
                 self._producer.publish(
-                    body, exchange=_exchange(), routing_key="", declare=[_exchange()],
-                    retry=True, retry_policy={"max_retries": 1, "interval_start": 0.1},
+                    body,
+                    exchange=_exchange(),
+                    routing_key="",
+                    declare=[_exchange()],
+                    retry=True,
+                    retry_policy={"max_retries": 1, "interval_start": 0.1},
                 )
             except self._errors as exc:
                 self._reset()
@@ -90,7 +94,9 @@ class KombuPublisher:
                     self._last_warning = now
                     logger.warning(
                         "could not publish a wakeup to %s (%s); workers will find the work at "
-                        "their next poll", _redact(self._url), exc,
+                        "their next poll",
+                        _redact(self._url),
+                        exc,
                     )
 
     def publish(self, queues: list[str]) -> None:
@@ -150,8 +156,11 @@ class KombuListener(threading.Thread):
                 with kombu.Connection(self._url, connect_timeout=2) as connection:
                     self.connection = connection
                     queue = kombu.Queue(
-                        f"gendurable.wakeup.{uuid.uuid4().hex}", exchange=_exchange(),
-                        exclusive=True, auto_delete=True, durable=False,
+                        f"gendurable.wakeup.{uuid.uuid4().hex}",
+                        exchange=_exchange(),
+                        exclusive=True,
+                        auto_delete=True,
+                        durable=False,
                     )
                     with connection.Consumer([queue], callbacks=[self._handle], accept=["json"]):
                         self.listening.set()
@@ -172,7 +181,9 @@ class KombuListener(threading.Thread):
                 delay = min(0.1 * 2 ** (failures - 1), 5.0)
                 logger.warning(
                     "wakeup listener lost %s (%s); reconnecting in %.1f s",
-                    _redact(self._url), exc, delay,
+                    _redact(self._url),
+                    exc,
+                    delay,
                 )
                 self._halt.wait(delay)
             except Exception:

@@ -74,7 +74,9 @@ class Listener(threading.Thread):
         try:
             instance_id = int(payload)
         except ValueError:
-            logger.warning("ignored a cancel notification with payload %r: not an instance id", payload)
+            logger.warning(
+                "ignored a cancel notification with payload %r: not an instance id", payload
+            )
             return
         self._on_cancel(instance_id)
 

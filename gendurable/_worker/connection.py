@@ -41,8 +41,11 @@ class Reconnecting:
                 # of a big table pass it and pay tens of milliseconds per pick for nothing.
                 self._conn.execute("SET jit = off")
                 if self._failures:
-                    logger.info("%s reconnected to the database after %d failed tries",
-                                self._name, self._failures)
+                    logger.info(
+                        "%s reconnected to the database after %d failed tries",
+                        self._name,
+                        self._failures,
+                    )
                 self._failures = 0
             except LOST as exc:
                 self.backoff(exc)
@@ -65,7 +68,8 @@ class Reconnecting:
         delay = min(0.1 * 2 ** (self._failures - 1), 5.0)
         logger.warning(
             "%s lost its database connection (%s); retrying in %.1f s",
-            self._name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            self._name,
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
             delay,
         )
         self._stop.wait(delay)

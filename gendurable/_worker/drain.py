@@ -25,12 +25,16 @@ SCHEDULED_HORIZON = 10 * 365 * 86400.0
 BATCH = 100
 
 
-def drain(app: App, queues: list[str] | None, with_scheduled: bool, timeout: float) -> dict[str, int]:
+def drain(
+    app: App, queues: list[str] | None, with_scheduled: bool, timeout: float
+) -> dict[str, int]:
     """Run runnable rows until none is left; return counts by outcome."""
     owner = f"drain:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     horizon = SCHEDULED_HORIZON if with_scheduled else 0.0
     finished: queue.SimpleQueue[tuple[Attempt, OutcomeRecord | None]] = queue.SimpleQueue()
-    executor = Executor(1, lambda attempt, record: finished.put((attempt, record)), "gendurable-drain")
+    executor = Executor(
+        1, lambda attempt, record: finished.put((attempt, record)), "gendurable-drain"
+    )
     executor.start()
     counts: Counter[str] = Counter()
     deadline = time.monotonic() + timeout
@@ -41,7 +45,12 @@ def drain(app: App, queues: list[str] | None, with_scheduled: bool, timeout: flo
                 if not names:
                     break
                 rows = app._store.pick(
-                    conn, owner, dict.fromkeys(names, BATCH), {}, app.settings.lease_timeout, horizon
+                    conn,
+                    owner,
+                    dict.fromkeys(names, BATCH),
+                    {},
+                    app.settings.lease_timeout,
+                    horizon,
                 )
                 if not rows:
                     break

@@ -188,8 +188,11 @@ class Executor:
         try:
             record = runner.finish(attempt, returned, error)
         except Exception:
-            logger.exception("building the outcome of instance %s failed; its lease will expire "
-                             "and the reaper will run it again", attempt.row.id)
+            logger.exception(
+                "building the outcome of instance %s failed; its lease will expire "
+                "and the reaper will run it again",
+                attempt.row.id,
+            )
             record = None
         self._finished(attempt, record)
 

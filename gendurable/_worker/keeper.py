@@ -25,6 +25,7 @@ class LeaseKeeper(threading.Thread):
         owner: str,
         lease_seconds: float,
         held: Callable[[], list[int]],
+        unsettled: Callable[[], list[int]],
         cancelled: Callable[[int], None],
         stop: threading.Event,
     ) -> None:
@@ -33,6 +34,7 @@ class LeaseKeeper(threading.Thread):
         self._owner = owner
         self._lease_seconds = lease_seconds
         self._held = held
+        self._unsettled = unsettled
         self._cancelled = cancelled
         self._halt = stop
         self._connection = Reconnecting(conninfo, "lease keeper", stop)
@@ -57,10 +59,9 @@ class LeaseKeeper(threading.Thread):
                     self._connection.lost(exc)
                 continue
             # A row whose outcome was applied after ``ids`` was read is not extended either, so
-            # only rows still held after the extension are reported as lost.
-            # NOTE: an outcome committed but not yet reported by the completer at this instant
-            # still gives a false report; the warning is then the only effect.
-            still_held = set(self._held())
+            # only rows still held, and not in an outcome batch the feeder is applying, are
+            # reported as lost.
+            still_held = set(self._unsettled())
             for instance_id in ids:
                 if instance_id in kept:
                     self._lost.discard(instance_id)
@@ -70,7 +71,8 @@ class LeaseKeeper(threading.Thread):
                     self._lost.add(instance_id)
                     logger.warning(
                         "lease of instance %s was lost while its step runs; its outcome will be "
-                        "discarded", instance_id,
+                        "discarded",
+                        instance_id,
                         extra={"event": "lease.lost", "instance_id": instance_id},
                     )
         self._connection.close()

@@ -78,9 +78,14 @@ class Attempt:
     def metadata(self) -> dict[str, Any]:
         row = self.row
         return {
-            "fsm": row.fsm, "step": row.step, "instance_id": row.id, "attempt": row.attempt,
-            "max_attempts": row.max_attempts, "queue": row.queue,
-            "correlation_key": row.correlation_key, "concurrency_key": row.concurrency_key,
+            "fsm": row.fsm,
+            "step": row.step,
+            "instance_id": row.id,
+            "attempt": row.attempt,
+            "max_attempts": row.max_attempts,
+            "queue": row.queue,
+            "correlation_key": row.correlation_key,
+            "concurrency_key": row.concurrency_key,
         }
 
 
@@ -97,8 +102,13 @@ def _children(rows: list[dict[str, Any]] | None) -> list[Child]:
     if not rows:
         return []
     return [
-        Child(row["id"], row["fsm"], Status(row["status"]), row["result"],
-              (row.get("error") or {}).get("error"))
+        Child(
+            row["id"],
+            row["fsm"],
+            Status(row["status"]),
+            row["result"],
+            (row.get("error") or {}).get("error"),
+        )
         for row in rows
     ]
 
@@ -147,11 +157,18 @@ def finish(attempt: Attempt, returned: Any, error: BaseException | None) -> Outc
             "step.exception",
             {"duration_ms": (time.perf_counter() - attempt.started) * 1000},
             attempt.metadata()
-            | {"error": record_error["error"], "final": final, "exception": error, "retry_in": delay},
+            | {
+                "error": record_error["error"],
+                "final": final,
+                "exception": error,
+                "retry_in": delay,
+            },
         )
     if delay is None:
         return OutcomeRecord(row.id, Status.FAILED, row.attempted_at, error=record_error)
-    return OutcomeRecord(row.id, Status.AVAILABLE, row.attempted_at, delay=delay, error=record_error)
+    return OutcomeRecord(
+        row.id, Status.AVAILABLE, row.attempted_at, delay=delay, error=record_error
+    )
 
 
 def _fallback_backoff(attempt: int) -> float:
@@ -217,22 +234,30 @@ def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRe
     elif isinstance(outcome, Stop):
         record.status = Status.FAILED
         record.error = {
-            "at": datetime.now(UTC).isoformat(), "attempt": row.attempt, "step": row.step,
+            "at": datetime.now(UTC).isoformat(),
+            "attempt": row.attempt,
+            "step": row.step,
             "error": without_nul(f"stopped: {outcome.reason}"),
         }
     elif isinstance(outcome, Retry):
         if row.attempt >= row.max_attempts:
             record.status = Status.FAILED
             record.error = {
-                "at": datetime.now(UTC).isoformat(), "attempt": row.attempt, "step": row.step,
+                "at": datetime.now(UTC).isoformat(),
+                "attempt": row.attempt,
+                "step": row.step,
                 "error": f"Retry returned on the last of {row.max_attempts} attempts",
             }
         else:
             delay = delay_seconds(outcome.delay, "Retry delay")
-            record.delay = _safe_backoff(definition.backoff, row.attempt) if delay is None else delay
+            record.delay = (
+                _safe_backoff(definition.backoff, row.attempt) if delay is None else delay
+            )
     elif isinstance(outcome, Next):
         if not definition.has_step(outcome.step):
-            raise InvalidOutcome(f"{row.fsm}.{row.step} returned Next({outcome.step!r}), which is not a step")
+            raise InvalidOutcome(
+                f"{row.fsm}.{row.step} returned Next({outcome.step!r}), which is not a step"
+            )
         record.step = outcome.step
         record.reset_attempt = True
         record.delay = delay_seconds(outcome.delay, "Next delay") or 0.0

@@ -70,13 +70,21 @@ class Worker:
         self._idle_exit = threading.Event()
         self._outcomes: list[tuple[Attempt, OutcomeRecord]] = []
         self._gave_up = False
+        # Rows of the outcome batch the feeder is applying now.
+        self._applying: set[int] = set()
         # Per queue, the key of the last row picked while a backlog lasts (see instance_pick).
         self._cursors: dict[str, tuple[int, Any, int]] = {}
         self._outcomes_since = 0.0
         self._executor = Executor(sum(self.limits.values()), self._finished, "gendurable")
         self._keeper = LeaseKeeper(
-            app._store, self._conninfo, self.owner, app.settings.lease_timeout,
-            self._held_ids, self._executor.cancel, self._stopped,
+            app._store,
+            self._conninfo,
+            self.owner,
+            app.settings.lease_timeout,
+            self._held_ids,
+            self._unsettled_ids,
+            self._executor.cancel,
+            self._stopped,
         )
         if app.settings.wakeup == "postgres":
             self._listener: threading.Thread = Listener(
@@ -98,7 +106,8 @@ class Worker:
         self._listener.start()
         self._feeder.start()
         telemetry.execute(
-            "worker.start", {},
+            "worker.start",
+            {},
             {"worker": self.owner, "queues": ",".join(f"{q}={n}" for q, n in self.limits.items())},
         )
 
@@ -107,7 +116,8 @@ class Worker:
         return self._idle_exit.wait(timeout)
 
     def wait_listening(self, timeout: float = 10.0) -> bool:
-        return self._listener.listening.wait(timeout)  # type: ignore[attr-defined]
+        listening: threading.Event = self._listener.listening  # type: ignore[attr-defined]
+        return listening.wait(timeout)
 
     def stop_picking(self) -> None:
         """Pick nothing more; what runs goes on (``stop`` then drains it)."""
@@ -124,8 +134,9 @@ class Worker:
             self._cond.notify_all()
         deadline = time.monotonic() + grace
         with self._cond:
-            self._cond.wait_for(lambda: sum(self._inflight.values()) == 0,
-                                max(deadline - time.monotonic(), 0))
+            self._cond.wait_for(
+                lambda: sum(self._inflight.values()) == 0, max(deadline - time.monotonic(), 0)
+            )
         abandoned = self._executor.abandon()
         running = len(abandoned)
         with self._cond:
@@ -137,7 +148,8 @@ class Worker:
         self._stopped.set()
         self._executor.stop()
         telemetry.execute(
-            "worker.drain", {"duration_ms": (time.perf_counter() - began) * 1000},
+            "worker.drain",
+            {"duration_ms": (time.perf_counter() - began) * 1000},
             {"worker": self.owner, "running": running, "released": released},
         )
         telemetry.execute("worker.stop", {}, {"worker": self.owner})
@@ -149,8 +161,12 @@ class Worker:
         try:
             return len(self.app._store.release(connection.get(), self.owner, ids))
         except LOST as exc:
-            logger.warning("could not release %d leases while draining (%s); the reaper will "
-                           "release them when they expire", len(ids), exc)
+            logger.warning(
+                "could not release %d leases while draining (%s); the reaper will "
+                "release them when they expire",
+                len(ids),
+                exc,
+            )
             return 0
         finally:
             connection.close()
@@ -174,8 +190,10 @@ class Worker:
         while True:
             with self._cond:
                 stopping = self._stopping.is_set()
-                if stopping and not self._outcomes and (
-                    self._gave_up or sum(self._inflight.values()) == 0
+                if (
+                    stopping
+                    and not self._outcomes
+                    and (self._gave_up or sum(self._inflight.values()) == 0)
                 ):
                     break
                 now = time.monotonic()
@@ -187,6 +205,7 @@ class Worker:
                     continue
                 batch = self._outcomes[:MAX_OUTCOMES]
                 del self._outcomes[:MAX_OUTCOMES]
+                self._applying = {record.id for _, record in batch}
                 if wants:
                     self._woken = False
             try:
@@ -195,18 +214,25 @@ class Worker:
                     # inserted, rescheduled or released in front of the cursor.
                     self._cursors.clear()
                 statuses, rows = self.app._store.cycle(
-                    connection.get(), self.owner, [record for _, record in batch], wants,
-                    self._global_limits, self.app.settings.lease_timeout,
+                    connection.get(),
+                    self.owner,
+                    [record for _, record in batch],
+                    wants,
+                    self._global_limits,
+                    self.app.settings.lease_timeout,
                     cursors=self._cursors,
                 )
             except LOST as exc:
                 with self._cond:
+                    self._applying = set()
                     self._outcomes[:0] = batch
                     self._woken = True
                 if self._stopped.is_set():
                     logger.warning(
                         "stopping with %d outcomes not applied (database unreachable); their "
-                        "leases will expire and the steps will run again", len(self._outcomes))
+                        "leases will expire and the steps will run again",
+                        len(self._outcomes),
+                    )
                     break
                 connection.lost(exc)
                 continue
@@ -215,7 +241,8 @@ class Worker:
                 # by one, so a single bad one cannot hold back the rest, then pick again later.
                 logger.exception(
                     "feeder failed to apply outcomes or pick rows; retrying in 1 s (is the "
-                    "schema migrated with this version of gendurable?)")
+                    "schema migrated with this version of gendurable?)"
+                )
                 if batch:
                     self._apply_one_by_one(connection, batch)
                 with self._cond:
@@ -271,7 +298,10 @@ class Worker:
             except Exception as exc:
                 logger.error(
                     "outcome of instance %s could not be stored (%s); recording the attempt as "
-                    "failed", record.id, exc, extra={"instance_id": record.id},
+                    "failed",
+                    record.id,
+                    exc,
+                    extra={"instance_id": record.id},
                 )
                 replacement = runner.finish(attempt, None, exc)
                 try:
@@ -279,12 +309,15 @@ class Worker:
                 except Exception:
                     logger.exception(
                         "recording the failed attempt of instance %s failed too; its lease will "
-                        "expire and the reaper will run the step again", record.id,
+                        "expire and the reaper will run the step again",
+                        record.id,
                     )
                     statuses = {}
             self._applied([(attempt, record)], statuses)
 
-    def _hold_outcomes(self, now: float, wants: dict[str, int], stopping: bool) -> tuple[bool, float]:
+    def _hold_outcomes(
+        self, now: float, wants: dict[str, int], stopping: bool
+    ) -> tuple[bool, float]:
         """Decide whether finished outcomes may wait to share the next pick's round trip.
 
         They wait at most BATCH_WINDOW, and only while a pick is coming: some queue has a
@@ -328,8 +361,11 @@ class Worker:
                     self._cursors.pop(queue, None)
                 self._free_since.pop(queue, None)
         if rows and telemetry.has_handlers("worker.picked"):
-            telemetry.execute("worker.picked", {"count": len(rows)},
-                              {"worker": self.owner, "ids": [row.id for row in rows]})
+            telemetry.execute(
+                "worker.picked",
+                {"count": len(rows)},
+                {"worker": self.owner, "ids": [row.id for row in rows]},
+            )
         runnable = []
         for attempt in attempts:
             if attempt.resolve(include) is None:
@@ -349,8 +385,9 @@ class Worker:
             free = limit - self._inflight[queue]
             now = time.monotonic()
             self._free_since.setdefault(queue, now)
-            if record is None and self._held.get(attempt.row.id) is attempt:
-                del self._held[attempt.row.id]
+            if record is None:
+                if self._held.get(attempt.row.id) is attempt:
+                    del self._held[attempt.row.id]
             else:
                 if not self._outcomes:
                     self._outcomes_since = now
@@ -361,15 +398,19 @@ class Worker:
             if len(self._outcomes) == 1 or free == 1 or free == limit:
                 self._cond.notify_all()
 
-    def _applied(self, batch: list[tuple[Attempt, OutcomeRecord]], statuses: dict[int, Status]) -> None:
+    def _applied(
+        self, batch: list[tuple[Attempt, OutcomeRecord]], statuses: dict[int, Status]
+    ) -> None:
         for _, record in batch:
             if record.id not in statuses:
                 logger.warning(
                     "outcome of instance %s discarded: this worker no longer holds its lease "
-                    "(it expired and the reaper released the row)", record.id,
+                    "(it expired and the reaper released the row)",
+                    record.id,
                     extra={"event": "outcome.discarded", "instance_id": record.id},
                 )
         with self._cond:
+            self._applying = set()
             for attempt, _ in batch:
                 # The row may be held by a newer attempt of this worker: leave that one.
                 if self._held.get(attempt.row.id) is attempt:
@@ -379,10 +420,20 @@ class Worker:
                 self._woken = True
         if telemetry.has_handlers("worker.applied"):
             telemetry.execute(
-                "worker.applied", {"count": len(batch)},
-                {"worker": self.owner, "ids": [record.id for _, record in batch], "statuses": statuses},
+                "worker.applied",
+                {"count": len(batch)},
+                {
+                    "worker": self.owner,
+                    "ids": [record.id for _, record in batch],
+                    "statuses": statuses,
+                },
             )
 
     def _held_ids(self) -> list[int]:
         with self._cond:
             return list(self._held)
+
+    def _unsettled_ids(self) -> list[int]:
+        """Return held rows whose outcome is not on its way to the database."""
+        with self._cond:
+            return [i for i in self._held if i not in self._applying]

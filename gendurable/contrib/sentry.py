@@ -32,7 +32,8 @@ def attach(*, every_attempt: bool = False) -> None:
         final = bool(metadata.get("final"))
         if not final and not every_attempt:
             sentry_sdk.add_breadcrumb(
-                category="gendurable", level="warning",
+                category="gendurable",
+                level="warning",
                 message=f"{metadata['fsm']}.{metadata['step']} attempt {metadata['attempt']} "
                 f"failed: {metadata.get('error')}",
             )
@@ -43,13 +44,16 @@ def attach(*, every_attempt: bool = False) -> None:
             scope.set_tag("gendurable.queue", metadata.get("queue"))
             scope.set_tag("gendurable.attempt", metadata["attempt"])
             scope.set_tag("gendurable.final", final)
-            scope.set_context("gendurable", {
-                "instance_id": metadata["instance_id"],
-                "max_attempts": metadata.get("max_attempts"),
-                "correlation_key": metadata.get("correlation_key"),
-                "concurrency_key": metadata.get("concurrency_key"),
-                "duration_ms": measurements.get("duration_ms"),
-            })
+            scope.set_context(
+                "gendurable",
+                {
+                    "instance_id": metadata["instance_id"],
+                    "max_attempts": metadata.get("max_attempts"),
+                    "correlation_key": metadata.get("correlation_key"),
+                    "concurrency_key": metadata.get("concurrency_key"),
+                    "duration_ms": measurements.get("duration_ms"),
+                },
+            )
             exception = metadata.get("exception")
             if isinstance(exception, BaseException):
                 sentry_sdk.capture_exception(exception)
