@@ -7,6 +7,9 @@ takes an optional caller's connection; then it joins that transaction and does n
 
 from __future__ import annotations
 
+import random
+import time
+
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -371,7 +374,7 @@ class Store:
 T = TypeVar("T")
 
 # Tries of a pick that lost a race for a concurrency key to another worker's pick.
-_CONTENDED_TRIES = 5
+_CONTENDED_TRIES = 10
 
 
 def _contended(operation: Callable[[], T]) -> T:
@@ -389,6 +392,8 @@ def _contended(operation: Callable[[], T]) -> T:
                 or attempt == _CONTENDED_TRIES
             ):
                 raise
+            # Two picks that collided once tend to collide again if they retry in step.
+            time.sleep(random.uniform(0, 0.002 * attempt))
             telemetry.execute(
                 "concurrency.contended",
                 {"count": 1},
