@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
