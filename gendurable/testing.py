@@ -102,6 +102,14 @@ class DatabaseFactory:
         self._admin.close()
 
 
+def reap(app: App) -> int:
+    """Run one reaper pass now, as beat would: rescue expired leases, cancel rows past their
+    ``expires``, and fire due ``Await`` timeouts. Returns how many leases were rescued."""
+    from ._beat.reaper import reap_once
+
+    return reap_once(app._store)
+
+
 def truncate(url: str) -> None:
     """Empty every gendurable table of the database at ``url``."""
     with psycopg.connect(url, autocommit=True) as conn:
