@@ -58,7 +58,14 @@ def check_queue_name(queue: object) -> str:
 
 
 def check_rate_limit(rate_limit: object) -> str | None:
-    return None if rate_limit is None else check_text("rate_limit", rate_limit)
+    """Reject rate limits, which this version does not enforce: accepting one would be a lie."""
+    if rate_limit is None:
+        return None
+    raise InvalidOption(
+        f"rate_limit={rate_limit!r} is not supported by this version of gendurable, which does "
+        "not enforce rate limits; remove it (a concurrency_key or a queue's global_limit bounds "
+        "how much runs at once)"
+    )
 
 
 def check_priority(priority: object) -> int:
@@ -81,7 +88,14 @@ def check_max_attempts(max_attempts: object) -> int:
 
 
 def check_weight(weight: object) -> int:
-    return check_count("weight", weight)
+    """Accept only the default weight: weights apply to rate limits, which this version lacks."""
+    weight = check_count("weight", weight)
+    if weight != 1:
+        raise InvalidOption(
+            f"weight={weight!r} is not supported by this version of gendurable: a weight is what "
+            "a row takes from a rate limit, and rate limits are not enforced; remove it"
+        )
+    return weight
 
 
 def check_seconds(name: str, value: object, *, positive: bool = False) -> float | None:

@@ -48,14 +48,20 @@ class Queue:
     global_limit: int | None = None
 
     def __post_init__(self) -> None:
-        if not _is_count(self.concurrency):
+        if not _is_count(self.concurrency) or self.concurrency > MAX_CONCURRENCY:
             raise InvalidOption(
-                f"Queue concurrency must be an integer of at least 1, got {self.concurrency!r}"
+                f"Queue concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got "
+                f"{self.concurrency!r}"
             )
         if self.global_limit is not None and not _is_count(self.global_limit):
             raise InvalidOption(
                 f"Queue global_limit must be None or an integer of at least 1, got {self.global_limit!r}"
             )
+
+
+# A worker runs a thread per slot of its sync steps; beyond this a typo (an extra zero) would
+# exhaust the host's threads or memory. Run more worker processes for more parallelism.
+MAX_CONCURRENCY = 1000
 
 
 def _is_count(value: object) -> bool:
@@ -137,10 +143,37 @@ class App:
             self._url = embedded.database_url(self.settings.data_dir)
         return self._url
 
+    def check_database(self) -> None:
+        """Connect once and check the schema, failing fast with what to do.
+
+        Raises DatabaseUnavailable when the server cannot be reached (with its message) and
+        MigrationError when the database has no gendurable schema or an older one.
+        """
+        from .errors import DatabaseUnavailable, MigrationError
+        from .migrate import current_version, latest_version
+
+        url = self.database_url
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                version = current_version(conn)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(
+                f"cannot connect to {_redact(url)}: {reason}; check the database URL "
+                "(App(database_url=...) or GENDURABLE_DATABASE_URL) and that the server runs"
+            ) from None
+        if version is None or version < latest_version():
+            found = "no gendurable schema" if version is None else f"schema version {version}"
+            raise MigrationError(
+                f"the database at {_redact(url)} has {found}; run `gendurable migrate -A "
+                "module:app` (or app.migrate()) first"
+            )
+
     @property
     def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         with self._pool_lock:
             if self._pool is None:
+                self.check_database()
                 self._pool = ConnectionPool(
                     self.database_url,
                     min_size=1,
@@ -421,9 +454,10 @@ class App:
                         f"invalid concurrency {count!r} for queue {name!r}; write NAME=NUMBER, "
                         "for example default=10"
                     ) from None
-                if queues[name] < 1:
+                if not 1 <= queues[name] <= MAX_CONCURRENCY:
                     raise InvalidOption(
-                        f"concurrency of queue {name!r} must be at least 1, got {count}"
+                        f"concurrency of queue {name!r} must be from 1 to {MAX_CONCURRENCY}, "
+                        f"got {count}; run more worker processes for more"
                     )
             else:
                 queues[name] = self.queues[name].concurrency if name in self.queues else 10
@@ -432,6 +466,19 @@ class App:
                 f"no queue named in {spec!r}; write for example default=10,emails=4"
             )
         return queues
+
+
+def _redact(url: str) -> str:
+    """Return a database URL or conninfo without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the configured database URL"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params)
 
 
 def json_payload(payload: Any) -> Any:

@@ -34,6 +34,10 @@ def load_app(path: str) -> App:
     """Import ``module:attribute`` (attribute defaults to ``app``) and return the App there."""
     module_name, _, attribute = path.partition(":")
     attribute = attribute or "app"
+    if not module_name.strip():
+        raise click.UsageError(
+            f"invalid app path {path!r}: write module:attribute, e.g. proj.app:app"
+        )
     if os.getcwd() not in sys.path:
         # Like celery -A: the app module is found from the directory the command runs in.
         sys.path.insert(0, os.getcwd())
@@ -99,6 +103,7 @@ app_option = click.option(
     "--app",
     "app_path",
     required=True,
+    envvar="GENDURABLE_APP",
     metavar="MODULE:ATTR",
     help="The App to use, as module:attribute (env: GENDURABLE_APP).",
 )
@@ -107,12 +112,24 @@ log_option = click.option(
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    envvar="GENDURABLE_LOG_LEVEL",
     help="Log level of the gendurable logger (env: GENDURABLE_LOG_LEVEL).",
 )
 
 
+class _Group(click.Group):
+    """Turns gendurable's errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GendurableError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
 @click.group(
-    context_settings={"auto_envvar_prefix": "GENDURABLE", "help_option_names": ["-h", "--help"]}
+    cls=_Group,
+    context_settings={"auto_envvar_prefix": "GENDURABLE", "help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="gendurable")
 def main() -> None:
@@ -137,6 +154,7 @@ def migrate(app_path: str, log_level: str) -> None:
     "-Q",
     "--queues",
     default=None,
+    envvar="GENDURABLE_QUEUES",
     metavar="NAME=N,...",
     help="Queues and their concurrency, e.g. default=10,emails=4; default: every queue "
     "the app knows (default, its declared queues and its jobs' queues), each at "
@@ -145,18 +163,22 @@ def migrate(app_path: str, log_level: str) -> None:
 @click.option(
     "--burst",
     is_flag=True,
+    envvar="GENDURABLE_BURST",
     help="Exit once the queues have nothing runnable (env: GENDURABLE_BURST).",
 )
 @click.option(
     "--beat",
     "with_beat",
     is_flag=True,
-    help="Also run the beat loops (reaper, GC) in this process (env: GENDURABLE_BEAT).",
+    envvar="GENDURABLE_BEAT",
+    help="Also run beat in this process: schedules, due wakeups, reaper and GC "
+    "(env: GENDURABLE_BEAT).",
 )
 @click.option(
     "--grace",
-    type=float,
+    type=click.FloatRange(min=0, max=86400),
     default=None,
+    envvar="GENDURABLE_GRACE",
     metavar="SECONDS",
     help="Seconds a SIGTERM waits for running steps before releasing them; default: "
     "the app's shutdown_grace (env: GENDURABLE_GRACE).",
@@ -178,6 +200,7 @@ def worker(
         limits = app.worker_queues(queues)
     except GendurableError as exc:
         raise click.UsageError(str(exc)) from None
+    app.check_database()
     instance = Worker(app, limits, burst=burst, grace=grace)
     beat = _start_beat(app) if with_beat else None
     stop = threading.Event()
@@ -208,6 +231,7 @@ def beat(app_path: str, log_level: str) -> None:
     finished rows, until SIGTERM."""
     _setup_logging(log_level)
     app = load_app(app_path)
+    app.check_database()
     instance = _start_beat(app)
     stop = threading.Event()
     _install_signals(stop)

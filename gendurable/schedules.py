@@ -35,18 +35,57 @@ MISFIRE_POLICIES = ("skip", "latest", "all")
 class crontab:
     """A cron schedule in Celery's spelling: ``crontab(minute=0, hour=3)``."""
 
-    minute: str | int = "*"
-    hour: str | int = "*"
-    day_of_week: str | int = "*"
-    day_of_month: str | int = "*"
-    month_of_year: str | int = "*"
+    minute: Any = "*"
+    hour: Any = "*"
+    day_of_week: Any = "*"
+    day_of_month: Any = "*"
+    month_of_year: Any = "*"
     timezone: str | None = None
 
     @property
     def expression(self) -> str:
+        """The cron expression; with both day fields restricted, the weekdays go to ``weekdays``.
+
+        Cron runs a job when either day field matches, Celery only when both do, so the
+        weekday field is then checked separately, the way Celery does.
+        """
+        dow = self._day_of_week
+        if self._both_days:
+            dow = "*"
         return (
-            f"{self.minute} {self.hour} {self.day_of_month} {self.month_of_year} {self.day_of_week}"
+            f"{_field(self.minute)} {_field(self.hour)} {_field(self.day_of_month)} "
+            f"{_field(self.month_of_year)} {dow}"
         )
+
+    @property
+    def weekdays(self) -> str | None:
+        """The day-of-week field to require as well, when both day fields are restricted."""
+        return self._day_of_week if self._both_days else None
+
+    @property
+    def _day_of_week(self) -> str:
+        text = _field(self.day_of_week).lower()
+        for name, short in _DAY_NAMES.items():
+            text = text.replace(name, short)
+        return text
+
+    @property
+    def _both_days(self) -> bool:
+        return _field(self.day_of_month) != "*" and self._day_of_week != "*"
+
+
+_DAY_NAMES = {
+    "sunday": "sun", "monday": "mon", "tuesday": "tue", "wednesday": "wed",
+    "thursday": "thu", "friday": "fri", "saturday": "sat",
+}  # fmt: skip
+
+
+def _field(value: Any) -> str:
+    """Spell a crontab field as cron does: a list or set of values joins with commas."""
+    if isinstance(value, list | tuple | set | frozenset | range):
+        items = sorted(value) if isinstance(value, set | frozenset) else list(value)
+        return ",".join(str(item) for item in items)
+    return str(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +109,8 @@ class Schedule:
     misfire: Misfire = "latest"
     misfire_grace: float = 60.0
     misfire_limit: int = 100
+    # A day-of-week field every tick must match too (Celery's crontab with both day fields).
+    weekdays: str | None = None
 
     def __post_init__(self) -> None:
         if (self.cron is None) == (self.every is None):
@@ -94,12 +135,25 @@ class Schedule:
         zone = self.zone
         if self.cron is not None:
             try:
+                if len(self.cron.split()) != 5:
+                    raise CronSimError("expected five fields")
                 CronSim(self.cron, datetime(2000, 1, 1, tzinfo=zone))
+                if self.weekdays is not None:
+                    self._weekday_set()
             except CronSimError as exc:
                 raise InvalidOption(
                     f"invalid cron expression {self.cron!r} for schedule {self.name!r}: {exc}; "
                     "write five fields: minute hour day-of-month month day-of-week"
                 ) from None
+
+    def _weekday_set(self) -> frozenset[int]:
+        """Parse ``weekdays`` into cron's numbers, Sunday as 0."""
+        parsed = CronSim(f"0 0 * * {self.weekdays}", datetime(2000, 1, 1)).weekdays
+        if not all(isinstance(day, int) for day in parsed):
+            raise CronSimError(
+                f"day_of_week {self.weekdays!r} cannot be combined with day_of_month"
+            )
+        return frozenset(day % 7 for day in parsed)  # type: ignore[operator]
 
     @property
     def zone(self) -> ZoneInfo:
@@ -135,7 +189,10 @@ class Schedule:
         else:
             assert self.cron is not None
             start = after.astimezone(self.zone)
+            weekdays = None if self.weekdays is None else self._weekday_set()
             for tick in CronSim(self.cron, start):
+                if weekdays is not None and tick.isoweekday() % 7 not in weekdays:
+                    continue
                 if tick.astimezone(UTC) > after:
                     yield tick.astimezone(UTC)
 
@@ -198,10 +255,12 @@ def from_celery(name: str, entry: dict[str, Any], default_timezone: str) -> Sche
         )
     when = entry["schedule"]
     cron = None
+    weekdays = None
     every = None
     timezone = default_timezone
     if isinstance(when, crontab):
         cron = when.expression
+        weekdays = when.weekdays
         timezone = when.timezone or default_timezone
     elif isinstance(when, timedelta):
         every = when.total_seconds()
@@ -219,6 +278,7 @@ def from_celery(name: str, entry: dict[str, Any], default_timezone: str) -> Sche
         name=name,
         target=target,
         cron=cron,
+        weekdays=weekdays,
         every=every,
         timezone=timezone,
         args=tuple(entry.get("args") or ()),

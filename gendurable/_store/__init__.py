@@ -7,6 +7,7 @@ takes an optional caller's connection; then it joins that transaction and does n
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,8 @@ from . import _params
 from ._params import OutcomeRecord
 
 __all__ = ["OutcomeRecord", "PickedRow", "Store"]
+
+logger = logging.getLogger("gendurable")
 
 Connection = psycopg.Connection[Any]
 
@@ -87,25 +90,59 @@ class Store:
             with self._pool.connection() as pooled:
                 yield pooled
 
+    def _run(self, connection: Connection | None, operation: Callable[[Connection], T]) -> T:
+        """Run ``operation`` on the caller's connection, or on a pooled one.
+
+        A pooled connection the server ended while it sat idle (a restart, a terminated
+        backend) fails its next statement; that statement did not commit, so it runs again on
+        another connection instead of failing the caller.
+        """
+        if connection is not None:
+            return operation(connection)
+        # Every idle connection of the pool may have been ended at once (a server restart).
+        tries = self._pool.max_size + 1
+        for attempt in range(1, tries + 1):
+            try:
+                with self._pool.connection() as conn:
+                    return operation(conn)
+            except psycopg.OperationalError as exc:
+                if attempt == tries or exc.sqlstate not in _SERVER_ENDED:
+                    raise
+                logger.info(
+                    "the server closed a pooled connection (%s); retrying on a new one",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc.sqlstate,
+                )
+        raise AssertionError("unreachable")
+
     def _execute(
         self, name: str, params: dict[str, Any], connection: Connection | None = None
     ) -> list[tuple[Any, ...]]:
-        with self._connection(connection) as conn:
+        def operation(conn: Connection) -> list[tuple[Any, ...]]:
             cursor = conn.execute(query(name), params, prepare=True)
             return cursor.fetchall() if cursor.description else []
+
+        return self._run(connection, operation)
 
     # Inserts.
 
     def insert(self, insert: Any, connection: Connection | None = None) -> tuple[int, bool]:
         """Insert one instance; return (id, inserted), inserted False when deduplicated."""
         params = _params.insert_one(insert)
-        with self._connection(connection) as conn:
+
+        def operation(conn: Connection) -> tuple[Any, ...] | None:
             # A concurrent insert of the same correlation key can commit between the INSERT's
-            # conflict check and the fallback SELECT; the second try then sees it.
+            # conflict check and the fallback SELECT; the second try then finds it.
             for _ in range(3):
-                row = conn.execute(query("instance_insert"), params, prepare=True).fetchone()
+                row: tuple[Any, ...] | None = conn.execute(
+                    query("instance_insert"), params, prepare=True
+                ).fetchone()
                 if row is not None:
-                    return int(row[0]), bool(row[1])
+                    return row
+            return None
+
+        row = self._run(connection, operation)
+        if row is not None:
+            return int(row[0]), bool(row[1])
         raise RuntimeError(
             f"insert of {insert.fsm} with correlation key {insert.correlation_key!r} neither "
             "inserted nor found a live row after 3 tries; the holder changes status too fast"
@@ -121,7 +158,10 @@ class Store:
         """
         if not inserts:
             return []
-        with self._connection(connection) as conn, _atomic(conn):
+        return self._run(connection, lambda conn: self._insert_many(conn, inserts))
+
+    def _insert_many(self, conn: Connection, inserts: Sequence[Any]) -> list[tuple[int, bool]]:
+        with _atomic(conn):
             ids, clock = conn.execute(
                 query("instance_reserve_ids"), {"count": len(inserts)}
             ).fetchone()  # type: ignore[misc]
@@ -371,6 +411,9 @@ class Store:
 
 
 T = TypeVar("T")
+
+# SQLSTATEs of a session the server ended: admin_shutdown, crash_shutdown, cannot_connect_now.
+_SERVER_ENDED = frozenset({"57P01", "57P02", "57P03"})
 
 # Tries of a pick that lost a race for a concurrency key to another worker's pick.
 _CONTENDED_TRIES = 10

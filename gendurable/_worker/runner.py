@@ -146,7 +146,9 @@ def finish(attempt: Attempt, returned: Any, error: BaseException | None) -> Outc
             error = exc
     error = error or attempt.error or RuntimeError("the step did not run")
     # A state that no longer validates will not validate on the next attempt either.
-    final = row.attempt >= row.max_attempts or isinstance(error, InvalidState)
+    # A state that no longer validates, or an outcome the engine cannot store or follow, is a
+    # programming error: running the step again would repeat its side effects for nothing.
+    final = row.attempt >= row.max_attempts or isinstance(error, InvalidState | InvalidOutcome)
     record_error = _error_record(row, error)
     delay = None
     if not final:
@@ -195,18 +197,27 @@ def _safe_backoff(backoff: Callable[[int], float], attempt: int) -> float:
 
 
 def _error_record(row: PickedRow, error: BaseException) -> dict[str, Any]:
+    try:
+        text = str(error)
+    except Exception:
+        # An exception whose __str__ fails must still be recorded.
+        text = f"<{type(error).__qualname__} whose message could not be read>"
     if isinstance(error, StepTimeout):
-        message = str(error) or f"the attempt ran longer than its timeout of {row.timeout} s"
+        message = text or f"the attempt ran longer than its timeout of {row.timeout} s"
     else:
-        message = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
+        message = f"{type(error).__module__}.{type(error).__qualname__}: {text}"
         message = message.removeprefix("builtins.")
+    try:
+        formatted = "".join(traceback.format_exception(error))[-8000:]
+    except Exception:
+        formatted = ""
     # An exception's message may hold any text, and jsonb cannot store a NUL character.
     return {
         "at": datetime.now(UTC).isoformat(),
         "attempt": row.attempt,
         "step": row.step,
         "error": without_nul(message),
-        "traceback": without_nul("".join(traceback.format_exception(error))[-8000:]),
+        "traceback": without_nul(formatted),
     }
 
 
@@ -254,6 +265,12 @@ def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRe
                 _safe_backoff(definition.backoff, row.attempt) if delay is None else delay
             )
     elif isinstance(outcome, Next):
+        if outcome.rate_limit is not None or outcome.weight != 1:
+            raise InvalidOutcome(
+                f"{row.fsm}.{row.step} returned Next with rate_limit={outcome.rate_limit!r} and "
+                f"weight={outcome.weight!r}; this version does not enforce rate limits, so "
+                "return Next without them"
+            )
         if not definition.has_step(outcome.step):
             raise InvalidOutcome(
                 f"{row.fsm}.{row.step} returned Next({outcome.step!r}), which is not a step"

@@ -83,13 +83,18 @@ def test_app_decorator_checks_options(gendurable_app):
         ("backoff", "fast", "'fast'"),
         ("queue", "", "''"),
         ("weight", 0, "0"),
-        ("rate_limit", 5, "5"),
         ("correlation_scope", ["finished"], "'finished'"),
     ],
 )
 def test_invalid_option_value_rejected(option, value, quoted):
     with pytest.raises(InvalidOption, match=f"got {quoted}|contains {quoted}"):
         durable_job(**{option: value})(lambda: None)
+
+
+@pytest.mark.parametrize("value", [5, "10/m"])
+def test_rate_limit_rejected_as_unsupported(value):
+    with pytest.raises(InvalidOption, match=f"rate_limit={value!r} is not supported"):
+        durable_job(rate_limit=value)(lambda: None)
 
 
 def test_decorating_non_callable_rejected():

@@ -360,7 +360,8 @@ def test_new_unknown_option_suggests_name():
         ({"concurrency_key": 5}, "concurrency_key must be a non-empty string"),
         ({"weight": 0}, "weight must be an integer"),
         ({"weight": -3}, "weight must be an integer"),
-        ({"rate_limit": 7}, "rate_limit must be a non-empty string"),
+        ({"rate_limit": 7}, "rate_limit=7 is not supported"),
+        ({"rate_limit": "stripe"}, "is not supported"),
     ],
 )
 def test_start_invalid_option_rejected(gendurable_app, db, options, message):

@@ -57,7 +57,7 @@ def test_apply_async_passes_args_kwargs(gendurable_app):
 
 def test_apply_async_options_reach_row(gendurable_app, db):
     handle = echo.apply_async(
-        args=(1,), queue="insert_queue", priority=7, max_attempts=3, timeout=9, weight=2
+        args=(1,), queue="insert_queue", priority=7, max_attempts=3, timeout=9
     )
 
     row = get_row(db, handle.id)
@@ -65,7 +65,7 @@ def test_apply_async_options_reach_row(gendurable_app, db):
     assert row["priority"] == 7
     assert row["max_attempts"] == 3
     assert row["timeout"] == 9.0
-    assert row["weight"] == 2
+    assert row["weight"] == 1
 
 
 def test_countdown_schedules_on_database_clock(gendurable_app, db):
