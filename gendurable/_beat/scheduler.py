@@ -42,7 +42,7 @@ class Fired:
 
 
 def collect(app: App) -> list[Schedule]:
-    """Return every schedule the app knows: declared on jobs and FSMs, and in beat_schedule."""
+    """Return the app's schedules: those declared on jobs and FSMs, and those in beat_schedule."""
     found: dict[str, Schedule] = {}
     for definition in _registry.registered().values():
         if definition.schedule is not None:

@@ -2,11 +2,11 @@
 transaction, one round trip), the executor runs the steps, the lease keeper extends leases and
 the listener wakes the feeder.
 
-Guarantees: a row is picked only into a free slot (nothing is prefetched beyond capacity);
-its outcome is applied only while this worker holds its lease; a crash at any point leaves the
-row ``running`` until the lease expires, after which the reaper makes it runnable again and
-the step runs again from the last committed state (at-least-once). Not guaranteed: that a
-step runs exactly once. Steps must be idempotent.
+Guarantees: a row is picked only into a free slot, so nothing is prefetched beyond capacity.
+Its outcome is applied only while this worker holds its lease. A crash at any point leaves the
+row ``running`` until the lease expires. The reaper then makes it runnable again, and the step
+runs again from the last committed state (at-least-once). Not guaranteed: that a step runs
+exactly once. Steps must be idempotent.
 """
 
 from __future__ import annotations
