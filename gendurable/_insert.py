@@ -160,7 +160,16 @@ def key_value(
         raise InvalidOption(
             f"{name} must be a non-empty string without NUL characters, or return one, got {key!r}"
         )
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidOption(
+            f"{name} is {len(key)} characters long, more than {MAX_KEY_LENGTH}; a unique index "
+            f"holds it, so use a short business id or a hash (got {key[:40]!r}...)"
+        )
     return key
+
+
+# Keys go into unique B-tree indexes, whose entries cannot pass about 2,700 bytes.
+MAX_KEY_LENGTH = 500
 
 
 def schedule(countdown: object, eta: object) -> tuple[float, datetime | None]:

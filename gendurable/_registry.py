@@ -9,10 +9,13 @@ inside one of the app's ``include`` packages, and the result must be a ``@durabl
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 
 from ._definition import Definition
 from .errors import UnknownJob, closest
+
+logger = logging.getLogger("gendurable")
 
 _lock = threading.Lock()
 _definitions: dict[str, Definition] = {}
@@ -21,7 +24,22 @@ _definitions: dict[str, Definition] = {}
 def register(definition: Definition) -> None:
     """Record a definition under its name; a second one with that name replaces the first."""
     with _lock:
+        earlier = _definitions.get(definition.name)
+        if earlier is not None and _origin(earlier) != _origin(definition):
+            logger.warning(
+                "%s is defined twice (%s and %s); rows of that name now run the second. Give "
+                "one of them another name=",
+                definition.name,
+                _origin(earlier),
+                _origin(definition),
+            )
         _definitions[definition.name] = definition
+
+
+def _origin(definition: Definition) -> str:
+    """Name where a definition's code lives, so that re-importing one module is no clash."""
+    code = getattr(definition, "function", None) or getattr(definition, "cls", None)
+    return f"{getattr(code, '__module__', '?')}.{getattr(code, '__qualname__', '?')}"
 
 
 def registered() -> dict[str, Definition]:

@@ -357,6 +357,8 @@ class App:
 
     def handle(self, instance_id: int) -> Handle:
         """Return a handle on an existing instance."""
+        if not isinstance(instance_id, int) or isinstance(instance_id, bool) or instance_id < 1:
+            raise InvalidOption(f"an instance id is a positive integer, got {instance_id!r}")
         return Handle(self, instance_id, inserted=False)
 
     def cancel(self, instance_id: int, connection: psycopg.Connection[Any] | None = None) -> Status:

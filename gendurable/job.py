@@ -30,7 +30,7 @@ from ._insert import (
     schedule,
 )
 from ._json import unstorable
-from .errors import InvalidArguments, InvalidOption, InvalidOutcome
+from .errors import InvalidArguments, InvalidOption, InvalidOutcome, closest
 from .outcomes import OUTCOME_TYPES, Done, Outcome
 from .schedules import Schedule
 
@@ -95,6 +95,15 @@ class _Arguments:
 
     def dump(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate a call's arguments and return them as JSON, keyed by parameter name."""
+        accepts_any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in self.parameters)
+        if not accepts_any_keyword:
+            names = [p.name for p in self.parameters]
+            for keyword in kwargs:
+                if keyword not in names:
+                    raise InvalidArguments(
+                        f"{name}{self.signature} has no parameter {keyword!r}"
+                        f"{closest(keyword, names)}; nothing was inserted"
+                    )
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:

@@ -109,3 +109,20 @@ def test_crontab_accepts_lists_and_day_names():
 def test_six_field_cron_rejected():
     with pytest.raises(InvalidOption, match="five fields"):
         Schedule(name="s", target="t", cron="0 0 * * * *")
+
+
+def test_unknown_keyword_named(gendurable_app):
+    from gendurable.errors import InvalidArguments
+
+    with pytest.raises(InvalidArguments, match="has no parameter 'valeu' \\(did you mean 'value'\\?\\)"):
+        echo.delay(valeu=1)
+
+
+def test_handle_of_text_id_rejected(gendurable_app):
+    with pytest.raises(InvalidOption, match="'abc'"):
+        gendurable_app.handle("abc")
+
+
+def test_long_correlation_key_rejected(gendurable_app):
+    with pytest.raises(InvalidOption, match="more than 500"):
+        echo.apply_async((1,), correlation_key="k" * 10_000)
