@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from gendurable import FSM, App, Done, Next, durable_job, step
 from bench.systems._common import report_probe_start
+from gendurable import FSM, App, Done, Next, durable_job, step
 
 # Jobs use the current app: bench/engine.py makes one App current per wakeup channel.
 app = App()
