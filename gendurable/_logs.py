@@ -105,7 +105,7 @@ def _handle(event: str, measurements: Mapping[str, float], metadata: Mapping[str
         )
     elif event == "worker.drain":
         logger.info(
-            "worker %s drained in %.0f ms: %d steps were running, %d leases released",
+            "worker %s drained in %.0f ms: %d steps were running when it began, %d leases released",
             metadata["worker"],
             measurements.get("duration_ms", 0.0),
             metadata["running"],

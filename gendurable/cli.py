@@ -278,12 +278,18 @@ def status(app_path: str) -> None:
     rows = app._store.queue_stats()
     paused = set(app._store.paused_queues())
     schedules = app._store.schedules()
+    from ._beat.scheduler import collect
+
+    declared = {schedule.name for schedule in collect(app)}
     if schedules:
         click.echo(f"{'schedule':<40} {'when':<32} {'last tick':<26} {'next tick':<26}")
         for name, spec, _, last_tick, _, next_tick in schedules:
             last = "-" if last_tick is None else last_tick.isoformat(timespec="seconds")
             upcoming = "-" if next_tick is None else next_tick.isoformat(timespec="seconds")
             click.echo(f"{name:<40} {spec:<32} {last:<26} {upcoming:<26}")
+        stale = sorted(row[0] for row in schedules if row[0] not in declared)
+        if stale:
+            click.echo(f"not declared by this app (no longer fired): {', '.join(stale)}")
         click.echo("")
     if not rows and not paused:
         click.echo("no instances")

@@ -64,6 +64,14 @@ class Handle:
             time.sleep(sleep_for)
             pause = min(pause * 1.5, 0.5)
 
+    def get(self, timeout: float | None = None) -> Any:
+        """Wait for and return the result, like ``result()`` (Celery's AsyncResult.get)."""
+        return self.result(timeout)
+
+    def ready(self) -> bool:
+        """Tell whether the instance reached a terminal status."""
+        return self.status().terminal
+
     def cancel(self, connection: psycopg.Connection[Any] | None = None) -> Status:
         """Cancel the instance; return its status after the request (``running`` until it stops)."""
         return self._app.cancel(self.id, connection=connection)

@@ -129,6 +129,8 @@ class Worker:
         """Drain: stop picking, let running steps finish within ``grace``, release the rest."""
         grace = self.grace if grace is None else grace
         began = time.perf_counter()
+        with self._cond:
+            running_at_signal = sum(self._inflight.values())
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
@@ -150,7 +152,12 @@ class Worker:
         telemetry.execute(
             "worker.drain",
             {"duration_ms": (time.perf_counter() - began) * 1000},
-            {"worker": self.owner, "running": running, "released": released},
+            {
+                "worker": self.owner,
+                "running": running_at_signal,
+                "released": released,
+                "abandoned": running,
+            },
         )
         telemetry.execute("worker.stop", {}, {"worker": self.owner})
 
