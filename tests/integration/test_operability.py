@@ -126,3 +126,13 @@ def test_handle_of_text_id_rejected(gendurable_app):
 def test_long_correlation_key_rejected(gendurable_app):
     with pytest.raises(InvalidOption, match="more than 500"):
         echo.apply_async((1,), correlation_key="k" * 10_000)
+
+
+def test_handle_get_and_ready(gendurable_app):
+    handle = echo.delay(5)
+    assert not handle.ready()
+
+    gendurable_app.drain()
+
+    assert handle.ready()
+    assert handle.get(timeout=0) == 5
