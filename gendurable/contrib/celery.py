@@ -15,7 +15,7 @@ the job runs on gendurable workers. Options, and what each means here:
 - ``name``, ``queue``, ``priority`` (0 runs first, up to 9, gendurable's order).
 - ``max_retries`` (default 3, None for no limit), ``default_retry_delay`` (default 180 s).
 - ``autoretry_for``, ``retry_backoff``, ``retry_backoff_max`` (600 s), ``retry_jitter``
-  (True): exceptions of those types are retried with Celery's backoff; any other exception
+  (True): exceptions of those types are retried with Celery's backoff. Any other exception
   fails the task at once, as in Celery.
 - ``ignore_result`` and ``acks_late`` are accepted and change nothing: gendurable always
   stores the result and always acknowledges by the outcome's commit, after the task ran.
@@ -54,7 +54,7 @@ _REJECTED = {
 
 @dataclass
 class Request:
-    """What Celery's ``self.request`` carries, for bound tasks."""
+    """The fields of Celery's ``self.request`` that bound tasks read."""
 
     id: int
     retries: int
@@ -158,7 +158,7 @@ def _wrap(function: Callable[..., Any], options: dict[str, Any]) -> DurableJob[A
                 if factor:
                     return Retry(delay=_celery_backoff(retries, factor, backoff_max, jitter))
                 return Retry(delay=delay)
-            # Celery fails a task at once on an exception it was not told to retry.
+            # Celery fails a task at once on an exception that autoretry_for does not list.
             return Stop(f"{type(exc).__qualname__}: {exc}")
 
     # The job's signature is the task's, without the bound self, plus gendurable's ctx.
