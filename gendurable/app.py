@@ -18,6 +18,7 @@ from ._insert import Insert, check_queue_name
 from ._store import Store
 from .errors import (
     ConfigurationError,
+    GendurableError,
     InstanceConflict,
     InvalidOption,
     NoSuchInstance,
@@ -149,7 +150,7 @@ class App:
         Raises DatabaseUnavailable when the server cannot be reached (with its message) and
         MigrationError when the database has no gendurable schema or an older one.
         """
-        from .errors import DatabaseUnavailable, MigrationError
+        from .errors import MigrationError
         from .migrate import current_version, latest_version
 
         url = self.database_url
@@ -157,11 +158,7 @@ class App:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                 version = current_version(conn)
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise DatabaseUnavailable(
-                f"cannot connect to {_redact(url)}: {reason}; check the database URL "
-                "(App(database_url=...) or GENDURABLE_DATABASE_URL) and that the server runs"
-            ) from None
+            raise _unavailable(url, exc) from None
         if version is None or version < latest_version():
             found = "no gendurable schema" if version is None else f"schema version {version}"
             raise MigrationError(
@@ -218,7 +215,11 @@ class App:
         """Apply pending migrations; return the names of those applied."""
         from .migrate import migrate
 
-        return [f"{m.version:04d}_{m.name}" for m in migrate(self.database_url)]
+        url = self.database_url
+        try:
+            return [f"{m.version:04d}_{m.name}" for m in migrate(url)]
+        except psycopg.OperationalError as exc:
+            raise _unavailable(url, exc) from None
 
     # Jobs.
 
@@ -468,6 +469,21 @@ class App:
                 f"no queue named in {spec!r}; write for example default=10,emails=4"
             )
         return queues
+
+
+def _unavailable(url: str, exc: BaseException) -> GendurableError:
+    """Build the error for a database that cannot be reached, with what to do about it."""
+    from .errors import DatabaseUnavailable
+
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    if "does not exist" in reason and "database" in reason:
+        advice = "create the database (for example with createdb) or fix its name in the URL"
+    else:
+        advice = (
+            "check the database URL (App(database_url=...) or GENDURABLE_DATABASE_URL) and "
+            "that the server runs"
+        )
+    return DatabaseUnavailable(f"cannot connect to {_redact(url)}: {reason}; {advice}")
 
 
 def _redact(url: str) -> str:

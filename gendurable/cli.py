@@ -54,6 +54,11 @@ def load_app(path: str) -> App:
             "takes module:attribute, importable from the current directory"
         ) from None
     app = getattr(module, attribute, None)
+    if app is None and getattr(module, "__file__", None) is None:
+        raise click.UsageError(
+            f"{module_name!r} is a folder without __init__.py, not the module that defines the "
+            "App; run from the folder that holds the app module, or name the module inside it"
+        )
     if not isinstance(app, App):
         candidates = [name for name, value in vars(module).items() if isinstance(value, App)]
         hint = closest(attribute, candidates) or (
@@ -302,7 +307,7 @@ def status(app_path: str) -> None:
             entry["oldest"] = float(oldest)
         entry["finished"] += finished
     click.echo(
-        f"{'queue':<16} {'available':>9} {'running':>7} {'awaiting':>8} {'done':>7} "
+        f"{'queue':<16} {'available':>9} {'scheduled':>9} {'running':>7} {'awaiting':>8} {'done':>7} "
         f"{'failed':>6} {'cancelled':>9} {'oldest wait':>12} {'per min':>8}"
     )
     for queue in sorted(set(by_queue) | paused):
@@ -311,7 +316,8 @@ def status(app_path: str) -> None:
         oldest = "-" if entry["oldest"] is None else f"{entry['oldest']:.1f} s"
         name = queue + (" (paused)" if queue in paused else "")
         click.echo(
-            f"{name:<16} {counts.get('available', 0):>9} {counts.get('running', 0):>7} "
+            f"{name:<16} {counts.get('available', 0):>9} {counts.get('scheduled', 0):>9} "
+            f"{counts.get('running', 0):>7} "
             f"{counts.get('awaiting', 0):>8} {counts.get('done', 0):>7} {counts.get('failed', 0):>6} "
             f"{counts.get('cancelled', 0):>9} {oldest:>12} {entry['finished']:>8}"
         )
@@ -319,7 +325,7 @@ def status(app_path: str) -> None:
 
 def _fail(exc: GendurableError) -> NoReturn:
     """Print the error and exit: 3 when the instance does not exist, 1 otherwise."""
-    click.echo(str(exc), err=True)
+    click.echo(f"Error: {exc}", err=True)
     sys.exit(EXIT_NOT_FOUND if isinstance(exc, NoSuchInstance) else EXIT_FAILURE)
 
 

@@ -145,15 +145,23 @@ def finish(attempt: Attempt, returned: Any, error: BaseException | None) -> Outc
             # A bad outcome is the step's fault, like an exception: retried, then failed.
             error = exc
     error = error or attempt.error or RuntimeError("the step did not run")
-    # A state that no longer validates will not validate on the next attempt either.
     # A state that no longer validates, or an outcome the engine cannot store or follow, is a
     # programming error: running the step again would repeat its side effects for nothing.
-    final = row.attempt >= row.max_attempts or isinstance(error, InvalidState | InvalidOutcome)
+    # An integration (the Celery decorator) may mark an exception final or give its delay.
+    final = (
+        row.attempt >= row.max_attempts
+        or isinstance(error, InvalidState | InvalidOutcome)
+        or getattr(error, FINAL_ATTRIBUTE, False) is True
+    )
     record_error = _error_record(row, error)
     delay = None
     if not final:
-        backoff = definition.backoff if definition is not None else _fallback_backoff
-        delay = _safe_backoff(backoff, row.attempt)
+        requested = getattr(error, RETRY_IN_ATTRIBUTE, None)
+        if isinstance(requested, int | float) and math.isfinite(requested) and requested >= 0:
+            delay = min(float(requested), MAX_SECONDS)
+        else:
+            backoff = definition.backoff if definition is not None else _fallback_backoff
+            delay = _safe_backoff(backoff, row.attempt)
     if telemetry.has_handlers("step.exception"):
         telemetry.execute(
             "step.exception",
@@ -171,6 +179,12 @@ def finish(attempt: Attempt, returned: Any, error: BaseException | None) -> Outc
     return OutcomeRecord(
         row.id, Status.AVAILABLE, row.attempted_at, delay=delay, error=record_error
     )
+
+
+# Attributes an integration may set on an exception a step raises: fail without retrying, or
+# retry after this many seconds instead of the backoff. The error is recorded either way.
+FINAL_ATTRIBUTE = "__gendurable_final__"
+RETRY_IN_ATTRIBUTE = "__gendurable_retry_in__"
 
 
 def _fallback_backoff(attempt: int) -> float:

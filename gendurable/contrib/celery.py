@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import Context, Retry, Stop
+from .. import Context
+from .._worker.runner import FINAL_ATTRIBUTE, RETRY_IN_ATTRIBUTE
 from ..errors import InvalidOption, closest
 from ..job import DurableJob
 
@@ -62,11 +63,13 @@ class Request:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-class _RetryRequested(Exception):
-    """Raised by ``self.retry()``; the wrapper turns it into a gendurable ``Retry``."""
+class RetryRequested(Exception):
+    """Raised by ``self.retry()``: the attempt is recorded as failed and retried after
+    ``countdown`` seconds."""
 
     def __init__(self, countdown: float, cause: BaseException | None) -> None:
-        super().__init__(f"retry requested in {countdown} s" + (f": {cause!r}" if cause else ""))
+        reason = f"{type(cause).__qualname__}: {cause}" if cause else "no exception given"
+        super().__init__(f"retry requested in {countdown} s ({reason})")
         self.countdown = countdown
 
 
@@ -98,7 +101,9 @@ class BoundTask:
             if exc is not None:
                 raise exc
             raise RuntimeError(f"{self.name} retried {self.request.retries} times, its maximum")
-        raise _RetryRequested(self.default_retry_delay if countdown is None else countdown, exc)
+        raise RetryRequested(
+            self.default_retry_delay if countdown is None else countdown, exc
+        ) from exc
 
 
 def _celery_backoff(retries: int, factor: int, maximum: float, jitter: bool) -> float:
@@ -115,7 +120,7 @@ def shared_task(function: Callable[..., Any] | None = None, /, **options: Any) -
         if option not in _HONOURED | _NO_EFFECT:
             raise InvalidOption(
                 f"unknown Celery task option {option!r}"
-                + closest(option, sorted(_HONOURED | _NO_EFFECT | set(_REJECTED)))
+                + closest(option, sorted(_HONOURED | _NO_EFFECT))
             )
 
     def decorate(function: Callable[..., Any]) -> DurableJob[Any, Any]:
@@ -149,17 +154,20 @@ def _wrap(function: Callable[..., Any], options: dict[str, Any]) -> DurableJob[A
                 request = Request(ctx.id, retries, args, kwargs)
                 return function(BoundTask(name, request, max_retries, delay), *args, **kwargs)
             return function(*args, **kwargs)
-        except _RetryRequested as requested:
-            return Retry(delay=requested.countdown)
+        except RetryRequested as requested:
+            # Raised again with its cause, so the attempt's error and traceback are recorded.
+            setattr(requested, RETRY_IN_ATTRIBUTE, requested.countdown)
+            raise
         except Exception as exc:
             if autoretry_for and isinstance(exc, autoretry_for):
-                if max_retries is not None and retries >= max_retries:
-                    raise
-                if factor:
-                    return Retry(delay=_celery_backoff(retries, factor, backoff_max, jitter))
-                return Retry(delay=delay)
-            # Celery fails a task at once on an exception that autoretry_for does not list.
-            return Stop(f"{type(exc).__qualname__}: {exc}")
+                countdown = (
+                    _celery_backoff(retries, factor, backoff_max, jitter) if factor else delay
+                )
+                setattr(exc, RETRY_IN_ATTRIBUTE, countdown)
+            else:
+                # Celery fails a task at once on an exception that autoretry_for does not list.
+                setattr(exc, FINAL_ATTRIBUTE, True)
+            raise
 
     # The job's signature is the task's, without the bound self, plus gendurable's ctx.
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]

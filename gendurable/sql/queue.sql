@@ -10,15 +10,19 @@ SELECT pg_notify('gen_durable', %(name)s);
 
 -- name: queue_stats
 -- Count rows by queue and status, with the oldest runnable row's wait, for `gendurable status`.
-SELECT g.queue, g.status, count(*) AS count,
+-- Available rows not yet due (countdown, eta, retry backoff) count as 'scheduled'.
+SELECT g.queue,
+       CASE WHEN g.status = 'available' AND g.run_at > now() THEN 'scheduled'
+            ELSE g.status::text END AS status,
+       count(*) AS count,
        extract(epoch FROM now() - min(g.run_at) FILTER (
            WHERE g.status = 'available' AND g.run_at <= now())) AS oldest_wait_seconds,
        count(*) FILTER (WHERE g.finished_at > now() - interval '1 minute') AS finished_last_minute,
        coalesce(bool_or(q.paused), false) AS paused
 FROM gen_durable AS g
 LEFT JOIN gen_durable_queues AS q ON q.name = g.queue
-GROUP BY g.queue, g.status
-ORDER BY g.queue, g.status;
+GROUP BY 1, 2
+ORDER BY 1, 2;
 
 -- name: queue_list_paused
 -- List the paused queues.

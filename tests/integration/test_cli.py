@@ -183,12 +183,23 @@ def test_status_counts_by_queue(cli, gendurable_app):
 
     assert result.exit_code == 0
     header, line = result.stdout.splitlines()
-    assert header.split()[:7] == [
-        "queue", "available", "running", "awaiting", "done", "failed", "cancelled",
+    assert header.split()[:8] == [
+        "queue", "available", "scheduled", "running", "awaiting", "done", "failed", "cancelled",
     ]
     assert line.startswith("cli_queue (paused)")
     counts = line.removeprefix("cli_queue (paused)").split()
-    assert counts[:6] == ["1", "0", "0", "2", "0", "0"]
+    assert counts[:7] == ["1", "0", "0", "0", "2", "0", "0"]
+
+
+def test_status_counts_scheduled_apart(cli, gendurable_app):
+    ping.apply_async((1,), countdown=3600)
+
+    result = cli("status", "-A", APP_PATH)
+
+    header, line = result.stdout.splitlines()
+    counts = dict(zip(header.split()[1:8], line.split()[1:8], strict=True))
+    assert counts["available"] == "0"
+    assert counts["scheduled"] == "1"
 
 
 @pytest.mark.parametrize(

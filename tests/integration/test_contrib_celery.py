@@ -70,3 +70,18 @@ def test_typo_option_suggests_name():
 def test_canvas_signature_rejected():
     with pytest.raises(InvalidOption, match="not provided"):
         flaky.s("connection")
+
+
+def test_retries_keep_error_history(gendurable_app):
+    calls.clear()
+    handle = bound.delay(8)
+    failing = flaky.delay("connection")
+
+    gendurable_app.drain(with_scheduled=True)
+
+    bound_errors = gendurable_app.inspect(handle.id)["errors"]
+    assert len(bound_errors) == 1
+    assert "retry requested" in bound_errors[0]["error"]
+    flaky_errors = gendurable_app.inspect(failing.id)["errors"]
+    assert [error["attempt"] for error in flaky_errors] == [1, 2]
+    assert all("ConnectionError" in error["traceback"] for error in flaky_errors)
