@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -112,6 +111,3 @@ def current_version(conn: psycopg.Connection[Any]) -> int | None:
 def latest_version() -> int:
     return migrations()[-1].version
 
-
-def folder_path() -> Path:
-    return Path(str(_folder()))

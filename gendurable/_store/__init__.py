@@ -82,14 +82,6 @@ class Store:
     def __init__(self, pool: ConnectionPool[Connection]) -> None:
         self._pool = pool
 
-    @contextmanager
-    def _connection(self, connection: Connection | None) -> Iterator[Connection]:
-        if connection is not None:
-            yield connection
-        else:
-            with self._pool.connection() as pooled:
-                yield pooled
-
     def _run(self, connection: Connection | None, operation: Callable[[Connection], T]) -> T:
         """Run ``operation`` on the caller's connection, or on a pooled one.
 
@@ -289,7 +281,7 @@ class Store:
         self, conn: Connection, owner: str, outcomes: Sequence[OutcomeRecord]
     ) -> None:
         if any(record.children for record in outcomes):
-            conn.execute(query("instance_insert_children"), _params.children(owner, outcomes))
+            conn.execute(query("instance_insert_many"), _params.children(owner, outcomes))
 
     def extend_leases(
         self, conn: Connection, owner: str, ids: Sequence[int], lease_seconds: float
@@ -313,12 +305,6 @@ class Store:
         """List the queues with rows available now, or within ``horizon`` seconds."""
         rows = conn.execute(query("instance_queues_with_work"), {"horizon": horizon}).fetchall()
         return [row[0] for row in rows]
-
-    def count_runnable(self, queues: Sequence[str], horizon: float = 0.0) -> int:
-        rows = self._execute(
-            "instance_count_runnable", {"queues": list(queues), "horizon": horizon}
-        )
-        return int(rows[0][0])
 
     # Beat.
 
@@ -380,11 +366,14 @@ class Store:
             return dict(zip(names, row, strict=True))
 
     def cancel(self, instance_id: int, connection: Connection | None = None) -> Status | None:
-        with self._connection(connection) as conn:
+        def operation(conn: Connection) -> list[tuple[Any, ...]]:
             rows = conn.execute(query("instance_cancel"), {"id": instance_id}).fetchall()
             for row_id, status in rows:
                 if status == Status.RUNNING:
                     conn.execute(query("cancel_notify"), {"id": row_id})
+            return rows
+
+        rows = self._run(connection, operation)
         statuses = {int(row_id): Status(status) for row_id, status in rows}
         return statuses.get(instance_id)
 
@@ -454,6 +443,3 @@ def _atomic(conn: Connection) -> Iterator[None]:
     else:
         yield
 
-
-def jsonb(value: Any) -> Jsonb:
-    return Jsonb(value)

@@ -61,9 +61,12 @@ def insert_one(item: Any) -> dict[str, Any]:
     }
 
 
-def insert_many(items: Sequence[Any], ids: Sequence[int] | None) -> dict[str, Any]:
+def insert_many(
+    items: Sequence[Any], ids: Sequence[int | None], owner: str | None = None
+) -> dict[str, Any]:
     return {
-        "id": None if ids is None else list(ids),
+        "owner": owner,
+        "id": list(ids),
         "fsm": [item.fsm for item in items],
         "step": [item.step for item in items],
         "state": [Jsonb(item.state) for item in items],
@@ -87,10 +90,7 @@ def insert_many(items: Sequence[Any], ids: Sequence[int] | None) -> dict[str, An
 
 def children(owner: str, records: Sequence[OutcomeRecord]) -> dict[str, Any]:
     items = [child for record in records for child in record.children or ()]
-    params = insert_many(items, None)
-    del params["id"]
-    params["owner"] = owner
-    return params
+    return insert_many(items, [None] * len(items), owner)
 
 
 def copy_row(item: Any, instance_id: int, clock: datetime) -> tuple[Any, ...]:

@@ -28,12 +28,14 @@ WHERE NOT EXISTS (SELECT FROM inserted)
 
 -- name: instance_insert_many
 -- Insert many instances in one statement; rows whose correlation key is taken are skipped.
+-- Children (rows with a parent) go in only while the caller still holds the parent's lease,
+-- and take their ids from the sequence here (bulk inserts reserve theirs beforehand).
 INSERT INTO gen_durable (
     id, fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
     correlation_key, correlation_scope, concurrency_key, rate_limit, rate_partition,
     weight, parent_id)
 SELECT
-    r.id, r.fsm, r.step, r.state, r.queue, r.priority,
+    coalesce(r.id, nextval('gen_durable_id_seq')), r.fsm, r.step, r.state, r.queue, r.priority,
     coalesce(r.run_at, now()) + make_interval(secs => r.delay),
     r.max_attempts, r.timeout,
     coalesce(r.expires_at, now() + make_interval(secs => r.expires_in)), r.correlation_key,
@@ -50,6 +52,10 @@ FROM unnest(
 ) WITH ORDINALITY AS r(
     id, fsm, step, state, queue, priority, run_at, delay, max_attempts, timeout, expires_at,
     expires_in, correlation_key, scope, concurrency_key, rate_limit, rate_partition, weight, parent_id, n)
+WHERE r.parent_id IS NULL
+   OR EXISTS (
+       SELECT FROM gen_durable AS parent
+       WHERE parent.id = r.parent_id AND parent.lease_owner = %(owner)s)
 ORDER BY r.n
 ON CONFLICT (fsm, correlation_key)
     WHERE correlation_key IS NOT NULL AND status = ANY (correlation_scope)
@@ -286,39 +292,6 @@ cleared AS (
 )
 SELECT id, status, queue FROM applied;
 
--- name: instance_insert_children
--- Insert the children of parents whose lease the caller still holds.
-INSERT INTO gen_durable (
-    fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
-    correlation_key, correlation_scope, concurrency_key, rate_limit, rate_partition,
-    weight, parent_id)
-SELECT
-    r.fsm, r.step, r.state, r.queue, r.priority,
-    coalesce(r.run_at, now()) + make_interval(secs => r.delay),
-    r.max_attempts, r.timeout,
-    coalesce(r.expires_at, now() + make_interval(secs => r.expires_in)), r.correlation_key,
-    r.scope::durable_status[],
-    r.concurrency_key, r.rate_limit, r.rate_partition, r.weight, r.parent_id
-FROM unnest(
-    %(fsm)s::text[], %(step)s::text[], %(state)s::jsonb[], %(queue)s::text[],
-    %(priority)s::smallint[], %(run_at)s::timestamptz[], %(delay)s::float8[],
-    %(max_attempts)s::int[], %(timeout)s::float8[], %(expires_at)s::timestamptz[],
-    %(expires_in)s::float8[],
-    %(correlation_key)s::text[], %(scope)s::text[], %(concurrency_key)s::text[],
-    %(rate_limit)s::text[], %(rate_partition)s::text[], %(weight)s::int[],
-    %(parent_id)s::bigint[]
-) WITH ORDINALITY AS r(
-    fsm, step, state, queue, priority, run_at, delay, max_attempts, timeout, expires_at,
-    expires_in, correlation_key, scope, concurrency_key, rate_limit, rate_partition, weight,
-    parent_id, n)
-WHERE EXISTS (
-    SELECT FROM gen_durable AS parent
-    WHERE parent.id = r.parent_id AND parent.lease_owner = %(owner)s)
-ORDER BY r.n
-ON CONFLICT (fsm, correlation_key)
-    WHERE correlation_key IS NOT NULL AND status = ANY (correlation_scope)
-    DO NOTHING;
-
 -- name: instance_release
 -- Hand back the leases of steps a draining worker could not finish; the attempt does not count.
 UPDATE gen_durable
@@ -328,15 +301,6 @@ WHERE id = ANY (%(ids)s::bigint[])
   AND status = 'running'
   AND lease_owner = %(owner)s
 RETURNING id;
-
--- name: instance_count_runnable
--- Count the rows a burst worker or drain could still run in the given queues.
-SELECT count(*)
-FROM gen_durable
-WHERE queue = ANY (%(queues)s::text[])
-  AND (status = 'running'
-       OR (status = 'available' AND run_at <= now() + make_interval(secs => %(horizon)s)
-           AND (expires_at IS NULL OR expires_at > now())));
 
 -- name: instance_queues_with_work
 -- List the queues that have rows available now (or by the horizon), for drain() over every queue.
