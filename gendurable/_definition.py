@@ -1,4 +1,4 @@
-"""What the engine needs from a job or FSM class: its name, defaults and steps.
+"""The engine's interface to a job or FSM class: its name, defaults and steps.
 
 A job is an FSM with one step, ``perform``; the picker, executor and outcome path treat both
 the same through this interface.

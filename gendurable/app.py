@@ -81,7 +81,7 @@ def current_app() -> App:
 
 
 class App:
-    """Entry point of gendurable: holds settings and the pool, inserts, drains and cancels."""
+    """Entry point of gendurable: settings, the connection pool, inserts, drain and cancel."""
 
     def __init__(
         self,

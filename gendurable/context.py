@@ -25,7 +25,7 @@ class Signal:
 
 @dataclass(frozen=True)
 class Child:
-    """A child started by ``Children``, as its parent's join step sees it."""
+    """A child started by ``Children``, as its parent's join step receives it."""
 
     id: int
     fsm: str
@@ -36,7 +36,7 @@ class Child:
 
 @dataclass(eq=False)
 class Context:
-    """What a step knows about the attempt it runs in.
+    """The attempt a step runs in: its ids, counters, signals and children.
 
     ``awaited`` lists the inbox's signals whose names the last ``Await`` named, ``all`` the
     whole inbox, both in arrival order; ``children`` the children of the last ``Children``.

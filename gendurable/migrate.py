@@ -110,4 +110,3 @@ def current_version(conn: psycopg.Connection[Any]) -> int | None:
 
 def latest_version() -> int:
     return migrations()[-1].version
-

@@ -1,4 +1,4 @@
-"""What a step returns: the decision the engine commits before anything else runs.
+"""Outcomes: the decision a step returns, which the engine commits before anything else runs.
 
 A job that returns a plain value is ``Done(value)``; a raised exception is a ``Retry`` with
 the backoff. ``state=None`` everywhere means "keep the state as it is".

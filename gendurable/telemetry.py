@@ -1,7 +1,7 @@
 """Telemetry events: every action of the engine is an event, and logging is one view of them.
 
 Handlers are called synchronously in the thread that emits the event, so they must be quick
-and must not raise; an exception in a handler is logged and the handler stays attached.
+and must not raise. An exception in a handler is logged, and the handler stays attached.
 
 Events and their metadata:
 

@@ -86,7 +86,7 @@ class Store:
         """Run ``operation`` on the caller's connection, or on a pooled one.
 
         A pooled connection the server ended while it sat idle (a restart, a terminated
-        backend) fails its next statement; that statement did not commit, so it runs again on
+        backend) fails its next statement. That statement did not commit, so it runs again on
         another connection instead of failing the caller.
         """
         if connection is not None:
@@ -442,4 +442,3 @@ def _atomic(conn: Connection) -> Iterator[None]:
             yield
     else:
         yield
-

@@ -1,4 +1,4 @@
-"""LISTEN/NOTIFY wakeups: a dedicated connection that tells the feeder when work arrived.
+"""LISTEN/NOTIFY wakeups: a dedicated connection that wakes the feeder when work arrives.
 
 Wakeups only cut latency. Inserts notify on commit (a statement trigger); a lost notification
 delays work by at most one poll interval. After a reconnect the listener wakes the feeder

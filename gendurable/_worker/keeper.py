@@ -53,7 +53,7 @@ class LeaseKeeper(threading.Thread):
                 conn = self._connection.get()
                 # Rows already known lost are asked for again: the statement only extends rows
                 # this worker still leases, and one of them may have been picked again since.
-                kept = self._store.extend_leases(conn, self._owner, ids, self._lease_seconds)
+                extended = self._store.extend_leases(conn, self._owner, ids, self._lease_seconds)
             except LOST as exc:
                 if not self._halt.is_set():
                     self._connection.lost(exc)
@@ -63,9 +63,9 @@ class LeaseKeeper(threading.Thread):
             # reported as lost.
             still_held = set(self._unsettled())
             for instance_id in ids:
-                if instance_id in kept:
+                if instance_id in extended:
                     self._lost.discard(instance_id)
-                    if kept[instance_id]:
+                    if extended[instance_id]:
                         self._cancelled(instance_id)
                 elif instance_id in still_held and instance_id not in self._lost:
                     self._lost.add(instance_id)

@@ -324,7 +324,7 @@ def _record(attempt: Attempt, definition: Definition, outcome: Any) -> OutcomeRe
     else:
         raise InvalidOutcome(f"{row.fsm}.{row.step} returned {outcome!r}, which is not an outcome")
     # Progress (Next, Await, Children) consumes exactly the signals this step was shown as
-    # awaited; a Retry keeps them for the next attempt; a terminal outcome clears the inbox.
+    # awaited. A Retry keeps them for the next attempt, and a terminal outcome clears the inbox.
     if record.reset_attempt and attempt.ctx.awaited:
         record.consumed = [signal.id for signal in attempt.ctx.awaited]
     if telemetry.has_handlers("step.stop"):

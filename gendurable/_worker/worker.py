@@ -292,8 +292,8 @@ class Worker:
     def _apply_one_by_one(
         self, connection: Reconnecting, batch: list[tuple[Attempt, OutcomeRecord]]
     ) -> None:
-        """Apply outcomes singly; one the database rejects becomes a failed attempt, retried
-        with backoff, and if even that fails the lease expires and the reaper takes over."""
+        """Apply outcomes one at a time. One the database rejects becomes a failed attempt,
+        retried with backoff. If even that fails, the lease expires and the reaper takes over."""
         store = self.app._store
         for attempt, record in batch:
             try:

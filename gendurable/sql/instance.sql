@@ -1,5 +1,5 @@
 -- name: instance_insert
--- Insert one instance; with a correlation key, return the live row that already holds it.
+-- Insert one instance. With a correlation key taken, return the live row that has it.
 WITH inserted AS (
     INSERT INTO gen_durable (
         fsm, step, state, queue, priority, run_at, max_attempts, timeout, expires_at,
@@ -63,7 +63,7 @@ ON CONFLICT (fsm, correlation_key)
 RETURNING id;
 
 -- name: instance_reserve_ids
--- Reserve ids for a bulk insert, so that handles are known before the rows are written; the
+-- Reserve ids for a bulk insert, so that handles are known before the rows are written. The
 -- clock reading schedules COPY rows on the database's time.
 SELECT array_agg(nextval('gen_durable_id_seq')), clock_timestamp()
 FROM generate_series(1, %(count)s);
@@ -264,7 +264,7 @@ applied AS (
         lease_expires_at = NULL
     FROM outcome AS o
     -- Children inserted earlier in this transaction are visible here; none has finished yet.
-    -- The join step of this round sees the children from the round's first one on.
+    -- The join step of this round is shown the children from the round's first one on.
     CROSS JOIN LATERAL (
         SELECT count(*) AS pending, coalesce(min(c.id), 0) AS first_child
         FROM gen_durable AS c
